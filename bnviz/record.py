@@ -1,0 +1,249 @@
+"""What is measured while a net trains: the distributions inside it, on a fixed probe batch.
+
+Every ``record_every`` steps the probe batch goes through the net (BN with the probe's own batch
+statistics, running statistics untouched) and, per hidden layer and per *site* (a point in the
+layer where a distribution is shown), we keep a quantile sketch of the whole layer's values,
+per-unit 15/50/85th percentiles, means and stds, drift and saturation. The quantile sketch is
+enough to draw exact histograms later on any fixed axis, so a plain net's growing range shows as
+real motion, and it keeps a 50,000-step run to a few megabytes.
+
+Sites, by layer kind:
+    ``act_in``  the nonlinearity's input (the paper's "sigmoid input"), every net;
+    ``bn_in``   BN's input, BN nets (placement "before": the Linear output; "after": the
+                activation output);
+    ``bn_out``  BN's output when BN sits after the nonlinearity (before it, bn_out is act_in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bnviz import functional as F
+from bnviz.nn import MLP
+
+Array = np.ndarray
+
+LEVELS = np.linspace(0.0, 1.0, 201)  # quantile levels of the layer sketch (every 0.5%)
+UNIT_LEVELS = np.array([0.15, 0.50, 0.85])  # the paper's Figure 1(b,c) percentiles
+STORE = np.float32  # records are for display; float32 halves their memory
+
+
+def sorted_quantiles(sorted_values: Array, levels: Array) -> Array:
+    """Quantiles of data already sorted along the last axis, with numpy's default linear
+    interpolation (np.quantile sorts again; this reuses one sort for many levels)."""
+    n = sorted_values.shape[-1]
+    pos = levels * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(sorted_values.dtype)
+    a, b = sorted_values[..., lo], sorted_values[..., hi]
+    return a + (b - a) * frac
+
+
+def wasserstein1_sorted(a: Array, b: Array) -> float:
+    """1-Wasserstein distance between two equal-size samples given sorted: the mean gap
+    between matching order statistics."""
+    return float(np.mean(np.abs(a - b, dtype=np.float64)))
+
+
+@dataclass
+class SiteRecord:
+    """One distribution point of one layer, over R records of U units."""
+
+    quantiles: Array  # (R, len(LEVELS)) pooled over units and probe examples
+    unit_pct: Array  # (R, U, 3) per-unit 15/50/85th percentiles
+    unit_mean: Array  # (R, U)
+    unit_std: Array  # (R, U)
+    mean: Array  # (R,) pooled
+    std: Array  # (R,) pooled
+    drift_prev: Array  # (R,) W1 to the previous record (0 at the first)
+    drift_init: Array  # (R,) W1 to the first record
+    saturation: Array  # (R,) see Recorder._saturation; NaN where it does not apply
+
+    @classmethod
+    def empty(cls, n_records: int, n_units: int) -> SiteRecord:
+        def nan(*shape):
+            return np.full(shape, np.nan, dtype=STORE)
+
+        return cls(
+            quantiles=nan(n_records, len(LEVELS)),
+            unit_pct=nan(n_records, n_units, len(UNIT_LEVELS)),
+            unit_mean=nan(n_records, n_units),
+            unit_std=nan(n_records, n_units),
+            mean=nan(n_records),
+            std=nan(n_records),
+            drift_prev=nan(n_records),
+            drift_init=nan(n_records),
+            saturation=nan(n_records),
+        )
+
+    def truncated(self, n: int) -> SiteRecord:
+        return SiteRecord(**{k: v[:n] for k, v in self.__dict__.items()})
+
+
+@dataclass
+class LayerRecord:
+    """Everything recorded about hidden layer ``index`` (1-based)."""
+
+    index: int
+    units: int
+    sites: dict[str, SiteRecord]
+    grad_norm: Array  # (R,) ||dL/dW|| of the layer's Linear weight on the latest mini-batch
+    update_ratio: Array  # (R,) ||W_after - W_before|| / ||W_before|| of the latest update
+    weight_norm: Array  # (R,) ||W||
+
+    def truncated(self, n: int) -> LayerRecord:
+        return LayerRecord(
+            index=self.index,
+            units=self.units,
+            sites={k: s.truncated(n) for k, s in self.sites.items()},
+            grad_norm=self.grad_norm[:n],
+            update_ratio=self.update_ratio[:n],
+            weight_norm=self.weight_norm[:n],
+        )
+
+
+def layer_sites(model: MLP) -> list[dict[str, str]]:
+    """For each hidden layer, site name -> name of the model layer whose output it is."""
+    out = []
+    for names in model.blocks:
+        kinds = [n.rstrip("0123456789") for n in names]
+        act = kinds.index("act")
+        sites = {"act_in": names[act - 1]}
+        if "bn" in kinds:
+            bn = kinds.index("bn")
+            sites["bn_in"] = names[bn - 1]
+            if bn > act:
+                sites["bn_out"] = names[bn]
+        out.append(sites)
+    return out
+
+
+@dataclass
+class Recorder:
+    """Collects records for one model into preallocated arrays (one row per record)."""
+
+    model: MLP
+    probe_x: Array
+    test_x: Array
+    test_y: Array
+    max_records: int
+    steps: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        m = self.model
+        self.sites = layer_sites(m)
+        threshold = F.ACTIVATIONS[m.activation].saturation_threshold
+        self.saturation_threshold = threshold
+        self.layers = [
+            LayerRecord(
+                index=i + 1,
+                units=m.sizes[i + 1],
+                sites={s: SiteRecord.empty(self.max_records, m.sizes[i + 1]) for s in sites},
+                grad_norm=np.full(self.max_records, np.nan, dtype=STORE),
+                update_ratio=np.full(self.max_records, np.nan, dtype=STORE),
+                weight_norm=np.full(self.max_records, np.nan, dtype=STORE),
+            )
+            for i, sites in enumerate(self.sites)
+        ]
+        self.test_loss = np.full(self.max_records, np.nan, dtype=STORE)
+        self.test_acc = np.full(self.max_records, np.nan, dtype=STORE)
+        self._first: dict[tuple[int, str], Array] = {}
+        self._prev: dict[tuple[int, str], Array] = {}
+        self._pct_pos = None
+
+    def record(
+        self,
+        step: int,
+        grad_norms: list[float] | None = None,
+        update_ratios: list[float] | None = None,
+    ) -> None:
+        """Measure the model as it is now, after ``step`` updates."""
+        r = len(self.steps)
+        if r >= self.max_records:
+            raise RuntimeError(f"more than {self.max_records} records")
+        self.steps.append(step)
+        m = self.model
+        was_training = m.training
+        m.train()
+        with m.frozen_stats():
+            _, trace = m.forward_trace(self.probe_x)
+        for layer, sites in zip(self.layers, self.sites, strict=True):
+            w = m.params[f"fc{layer.index}.weight"]
+            layer.weight_norm[r] = np.linalg.norm(w)
+            if grad_norms is not None:
+                layer.grad_norm[r] = grad_norms[layer.index - 1]
+            if update_ratios is not None:
+                layer.update_ratio[r] = update_ratios[layer.index - 1]
+            for site, source in sites.items():
+                self._measure(layer, site, r, trace[source], is_act_in=site == "act_in")
+        m.eval()
+        logits = m.forward(self.test_x)
+        m.train(was_training)
+        self.test_loss[r] = F.cross_entropy(logits.astype(np.float64), self.test_y)
+        self.test_acc[r] = np.mean(logits.argmax(axis=1) == self.test_y)
+
+    def _measure(self, layer: LayerRecord, site: str, r: int, z: Array, is_act_in: bool) -> None:
+        rec = layer.sites[site]
+        with np.errstate(invalid="ignore", over="ignore"):
+            by_unit = np.sort(z.T, axis=1)  # (U, P), each unit's values in order
+            pooled = np.sort(z, axis=None)
+            rec.quantiles[r] = sorted_quantiles(pooled, LEVELS)
+            rec.unit_pct[r] = sorted_quantiles(by_unit, UNIT_LEVELS)
+            rec.unit_mean[r] = z.mean(axis=0)
+            rec.unit_std[r] = z.std(axis=0)
+            rec.mean[r] = pooled.mean(dtype=np.float64)
+            rec.std[r] = pooled.std(dtype=np.float64)
+            key = (layer.index, site)
+            first = self._first.setdefault(key, pooled)
+            prev = self._prev.get(key, pooled)
+            rec.drift_prev[r] = wasserstein1_sorted(pooled, prev)
+            rec.drift_init[r] = wasserstein1_sorted(pooled, first)
+            self._prev[key] = pooled
+            if is_act_in:
+                rec.saturation[r] = self._saturation(pooled, by_unit)
+
+    def _saturation(self, pooled: Array, by_unit: Array) -> float:
+        """sigmoid/tanh: fraction of probe values where the gradient is below 10% of its peak;
+        ReLU: fraction of units that are off for every probe example (dead units)."""
+        if self.saturation_threshold is not None:
+            t = self.saturation_threshold
+            n = pooled.size
+            below = np.searchsorted(pooled, -t, side="left")
+            above = n - np.searchsorted(pooled, t, side="right")
+            return (below + above) / n
+        if self.model.activation == "relu":
+            return float(np.mean(by_unit[:, -1] <= 0))
+        return float("nan")
+
+    def finalize(self) -> tuple[Array, list[LayerRecord], Array, Array]:
+        n = len(self.steps)
+        return (
+            np.asarray(self.steps, dtype=np.int64),
+            [layer.truncated(n) for layer in self.layers],
+            self.test_loss[:n],
+            self.test_acc[:n],
+        )
+
+
+def grad_norms(model: MLP) -> list[float]:
+    """||dL/dW|| of every hidden Linear weight, from the model's current gradients."""
+    return [
+        float(np.linalg.norm(model.grads[f"fc{i}.weight"])) for i in range(1, model.n_hidden + 1)
+    ]
+
+
+def hidden_weights(model: MLP) -> list[Array]:
+    return [model.params[f"fc{i}.weight"].copy() for i in range(1, model.n_hidden + 1)]
+
+
+def update_ratios(model: MLP, before: list[Array]) -> list[float]:
+    """||W_after - W_before|| / ||W_before|| for every hidden Linear weight."""
+    out = []
+    for i, w0 in enumerate(before, start=1):
+        w1 = model.params[f"fc{i}.weight"]
+        denom = float(np.linalg.norm(w0))
+        out.append(float(np.linalg.norm(w1 - w0)) / denom if denom > 0 else float("nan"))
+    return out
