@@ -81,6 +81,17 @@ def torch_step(batchnorm: bool, data):
     return step
 
 
+def train_loop(batchnorm: bool, record_every: int | None):
+    """Steps of the real training loop (``Run.run``), recording every ``record_every`` steps
+    (None: never, apart from the unavoidable first record)."""
+    from bnviz.train import Run, TrainConfig, load_data
+
+    steps = 100_000
+    cfg = TrainConfig(batchnorm=batchnorm, steps=steps, record_every=record_every or steps)
+    run = Run(cfg, load_data(cfg))
+    return lambda: run.run(1)
+
+
 def best_time(fn, n: int, rounds: int) -> float:
     """Best mean seconds per call over several rounds (the least disturbed one)."""
     for _ in range(min(n, 100)):
@@ -112,6 +123,12 @@ def main() -> None:
             for _ in range(5):  # interleave, so drift on a shared machine hits all alike
                 for k, fn in fns.items():
                     times[k] = min(times[k], best_time(fn, 300, 3))
+            loops = {"loop": train_loop(bn, None), "loop+record/50": train_loop(bn, 50)}
+            for k in loops:
+                times[k] = float("inf")
+            for _ in range(3):
+                for k, fn in loops.items():
+                    times[k] = min(times[k], best_time(fn, 1000, 3))
             rows[tag] = times
     for tag, t in rows.items():
         print(
@@ -119,6 +136,10 @@ def main() -> None:
             f"{t['torch eager'] * 1e6:7.1f} us | matmul floor {t['matmul floor'] * 1e6:7.1f} us"
             f" | torch/bnviz {t['torch eager'] / t['bnviz']:.2f}x"
             f" | bnviz/floor {t['bnviz'] / t['matmul floor']:.2f}x"
+        )
+        print(
+            f"{tag:5s} training loop {t['loop'] * 1e6:7.1f} us/step | recording every 50 steps "
+            f"adds {(t['loop+record/50'] / t['loop'] - 1) * 100:.1f}%"
         )
 
 

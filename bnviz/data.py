@@ -64,7 +64,12 @@ class Dataset:
         return int(self.x_train.shape[1])
 
     def probe(self, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """A fixed probe batch from the TEST split: same (size, seed) -> same rows.
+        """A fixed probe batch from the TEST split (see ``probe_indices``)."""
+        idx = self.probe_indices(size, seed)
+        return self.x_test[idx], self.y_test[idx]
+
+    def probe_indices(self, size: int, seed: int = 0) -> np.ndarray:
+        """Test-split rows of the probe batch: same (size, seed) -> same rows.
 
         Activations are compared on one unchanging batch across training steps, so it must be
         reproducible and not depend on training batches. `size` is capped at the test size. Rows
@@ -82,8 +87,7 @@ class Dataset:
         rank = np.empty(n_test, dtype=np.int64)
         rank[by_class] = np.arange(n_test) - group_start
         order = np.lexsort((labels, rank))[:size]
-        idx = perm[order]
-        return self.x_test[idx], self.y_test[idx]
+        return perm[order]
 
     def astype(self, dtype) -> Dataset:
         """Copy with the feature arrays cast (e.g. float32 for a faster engine); labels shared."""

@@ -445,6 +445,22 @@ class MLP(Module):
         return self
 
     @contextmanager
+    def probe_mode(self) -> Iterator[MLP]:
+        """Eval mode, except that BN normalizes with the batch's own statistics (running ones
+        untouched): how a fixed probe batch is seen by the net as it trains, free of dropout
+        noise and of the lag of running averages."""
+        was_training = self.training
+        self.eval()
+        bns = [layer for _, layer in self.norm_layers]
+        for bn in bns:
+            bn.train()
+        try:
+            with self.frozen_stats():
+                yield self
+        finally:
+            self.train(was_training)
+
+    @contextmanager
     def frozen_stats(self) -> Iterator[MLP]:
         """Train-mode forwards inside this block leave BN running statistics untouched."""
         bns = [layer for _, layer in self.norm_layers]
@@ -463,10 +479,15 @@ class MLP(Module):
 
     def forward_trace(self, x: Array) -> tuple[Array, dict[str, Array]]:
         """Logits and every layer's output by layer name, for measuring distributions."""
+        overwrite = [layer.overwrite_input for _, layer in self.named_layers]
         trace = {}
-        for name, layer in self.named_layers:
-            x = layer.forward(x)
-            trace[name] = x.copy()  # the next layer may overwrite x in place
+        try:
+            for name, layer in self.named_layers:
+                layer.overwrite_input = False  # keep every output intact for the trace
+                x = trace[name] = layer.forward(x)
+        finally:
+            for (_, layer), flag in zip(self.named_layers, overwrite, strict=True):
+                layer.overwrite_input = flag
         return x, trace
 
     def loss(self, x: Array, y: Array) -> float:

@@ -1,7 +1,8 @@
 """What is measured while a net trains: the distributions inside it, on a fixed probe batch.
 
-Every ``record_every`` steps the probe batch goes through the net (BN with the probe's own batch
-statistics, running statistics untouched) and, per hidden layer and per *site* (a point in the
+Every ``record_every`` steps the probe batch goes through the net (in eval mode, except that BN
+uses the probe's own batch statistics, running ones untouched) and, per hidden layer and per
+*site* (a point in the
 layer where a distribution is shown), we keep a quantile sketch of the whole layer's values,
 per-unit 15/50/85th percentiles, means and stds, drift and saturation. The quantile sketch is
 enough to draw exact histograms later on any fixed axis, so a plain net's growing range shows as
@@ -17,6 +18,7 @@ Sites, by layer kind:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,19 +35,28 @@ STORE = np.float32  # records are for display; float32 halves their memory
 def sorted_quantiles(sorted_values: Array, levels: Array) -> Array:
     """Quantiles of data already sorted along the last axis, with numpy's default linear
     interpolation (np.quantile sorts again; this reuses one sort for many levels)."""
-    n = sorted_values.shape[-1]
-    pos = levels * (n - 1)
+    lo, hi, frac = _interpolation(sorted_values.shape[-1], levels.tobytes(), sorted_values.dtype)
+    a = sorted_values[..., lo]
+    b = sorted_values[..., hi]
+    b -= a
+    b *= frac
+    b += a
+    return b
+
+
+@lru_cache(maxsize=32)
+def _interpolation(n: int, levels_bytes: bytes, dtype: np.dtype) -> tuple[Array, Array, Array]:
+    pos = np.frombuffer(levels_bytes) * (n - 1)
     lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, n - 1)
-    frac = (pos - lo).astype(sorted_values.dtype)
-    a, b = sorted_values[..., lo], sorted_values[..., hi]
-    return a + (b - a) * frac
+    return lo, np.minimum(lo + 1, n - 1), (pos - lo).astype(dtype)
 
 
 def wasserstein1_sorted(a: Array, b: Array) -> float:
     """1-Wasserstein distance between two equal-size samples given sorted: the mean gap
     between matching order statistics."""
-    return float(np.mean(np.abs(a - b, dtype=np.float64)))
+    gap = np.subtract(a, b)
+    np.abs(gap, out=gap)
+    return float(np.add.reduce(gap, axis=None)) / gap.size
 
 
 @dataclass
@@ -123,17 +134,29 @@ def layer_sites(model: MLP) -> list[dict[str, str]]:
 
 @dataclass
 class Recorder:
-    """Collects records for one model into preallocated arrays (one row per record)."""
+    """Collects records for one model into preallocated arrays (one row per record).
+
+    The probe rows are ``test_x[probe_idx]``. A net without BN computes the same thing in probe
+    mode and in eval mode, so one forward pass over the test split (probe rows first) serves
+    both the distributions and the test metrics.
+    """
 
     model: MLP
-    probe_x: Array
     test_x: Array
     test_y: Array
+    probe_idx: Array
     max_records: int
     steps: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         m = self.model
+        rest = np.setdiff1d(np.arange(len(self.test_y)), self.probe_idx)
+        order = np.concatenate([self.probe_idx, rest])
+        self.test_x = np.ascontiguousarray(self.test_x[order])
+        self.test_y = self.test_y[order]
+        self.n_probe = len(self.probe_idx)
+        self.probe_x = self.test_x[: self.n_probe]
+        self.shared_forward = not m.norm_layers
         self.sites = layer_sites(m)
         threshold = F.ACTIVATIONS[m.activation].saturation_threshold
         self.saturation_threshold = threshold
@@ -166,56 +189,65 @@ class Recorder:
             raise RuntimeError(f"more than {self.max_records} records")
         self.steps.append(step)
         m = self.model
-        was_training = m.training
-        m.train()
-        with m.frozen_stats():
-            _, trace = m.forward_trace(self.probe_x)
-        for layer, sites in zip(self.layers, self.sites, strict=True):
-            w = m.params[f"fc{layer.index}.weight"]
-            layer.weight_norm[r] = np.linalg.norm(w)
-            if grad_norms is not None:
-                layer.grad_norm[r] = grad_norms[layer.index - 1]
-            if update_ratios is not None:
-                layer.update_ratio[r] = update_ratios[layer.index - 1]
-            for site, source in sites.items():
-                self._measure(layer, site, r, trace[source], is_act_in=site == "act_in")
-        m.eval()
-        logits = m.forward(self.test_x)
-        m.train(was_training)
-        self.test_loss[r] = F.cross_entropy(logits.astype(np.float64), self.test_y)
-        self.test_acc[r] = np.mean(logits.argmax(axis=1) == self.test_y)
+        p = self.n_probe
+        with np.errstate(invalid="ignore", over="ignore"):
+            with m.probe_mode():
+                if self.shared_forward:
+                    logits, trace = m.forward_trace(self.test_x)
+                    trace = {name: z[:p] for name, z in trace.items()}
+                else:
+                    _, trace = m.forward_trace(self.probe_x)
+            for layer, sites in zip(self.layers, self.sites, strict=True):
+                w = m.params[f"fc{layer.index}.weight"].ravel()
+                layer.weight_norm[r] = np.sqrt(np.dot(w, w))
+                if grad_norms is not None:
+                    layer.grad_norm[r] = grad_norms[layer.index - 1]
+                if update_ratios is not None:
+                    layer.update_ratio[r] = update_ratios[layer.index - 1]
+                for site, source in sites.items():
+                    self._measure(layer, site, r, trace[source], is_act_in=site == "act_in")
+            if not self.shared_forward:
+                was_training = m.training
+                m.eval()
+                logits = m.forward(self.test_x)
+                m.train(was_training)
+            self.test_loss[r] = F.cross_entropy(logits, self.test_y)
+            hits = np.count_nonzero(logits.argmax(axis=1) == self.test_y)
+            self.test_acc[r] = hits / len(self.test_y)
 
     def _measure(self, layer: LayerRecord, site: str, r: int, z: Array, is_act_in: bool) -> None:
         rec = layer.sites[site]
-        with np.errstate(invalid="ignore", over="ignore"):
-            by_unit = np.sort(z.T, axis=1)  # (U, P), each unit's values in order
-            pooled = np.sort(z, axis=None)
-            rec.quantiles[r] = sorted_quantiles(pooled, LEVELS)
-            rec.unit_pct[r] = sorted_quantiles(by_unit, UNIT_LEVELS)
-            rec.unit_mean[r] = z.mean(axis=0)
-            rec.unit_std[r] = z.std(axis=0)
-            rec.mean[r] = pooled.mean(dtype=np.float64)
-            rec.std[r] = pooled.std(dtype=np.float64)
-            key = (layer.index, site)
-            first = self._first.setdefault(key, pooled)
-            prev = self._prev.get(key, pooled)
-            rec.drift_prev[r] = wasserstein1_sorted(pooled, prev)
-            rec.drift_init[r] = wasserstein1_sorted(pooled, first)
-            self._prev[key] = pooled
-            if is_act_in:
-                rec.saturation[r] = self._saturation(pooled, by_unit)
+        by_unit = np.sort(z.T, axis=1)  # (U, P), each unit's values in order
+        pooled = np.sort(z, axis=None)
+        rec.quantiles[r] = sorted_quantiles(pooled, LEVELS)
+        rec.unit_pct[r] = sorted_quantiles(by_unit, UNIT_LEVELS)
+        mean, _, var = F.batch_moments(z)
+        rec.unit_mean[r] = mean
+        rec.unit_std[r] = np.sqrt(var)
+        # pooled moments from per-unit ones: total variance = within-unit + between-unit
+        inv_u = 1.0 / mean.size
+        pooled_mean = float(np.add.reduce(mean, dtype=np.float64)) * inv_u
+        spread = mean - pooled_mean
+        pooled_var = float(np.add.reduce(var, dtype=np.float64) + np.dot(spread, spread)) * inv_u
+        rec.mean[r], rec.std[r] = pooled_mean, np.sqrt(pooled_var)
+        key = (layer.index, site)
+        first = self._first.setdefault(key, pooled)
+        prev = self._prev.get(key, pooled)
+        rec.drift_prev[r] = wasserstein1_sorted(pooled, prev)
+        rec.drift_init[r] = wasserstein1_sorted(pooled, first)
+        self._prev[key] = pooled
+        if is_act_in:
+            rec.saturation[r] = self._saturation(pooled, by_unit)
 
     def _saturation(self, pooled: Array, by_unit: Array) -> float:
         """sigmoid/tanh: fraction of probe values where the gradient is below 10% of its peak;
         ReLU: fraction of units that are off for every probe example (dead units)."""
         if self.saturation_threshold is not None:
-            t = self.saturation_threshold
-            n = pooled.size
-            below = np.searchsorted(pooled, -t, side="left")
-            above = n - np.searchsorted(pooled, t, side="right")
-            return (below + above) / n
+            t = pooled.dtype.type(self.saturation_threshold)
+            below, above = np.searchsorted(pooled, (-t, t), side="right")
+            return (int(below) + pooled.size - int(above)) / pooled.size
         if self.model.activation == "relu":
-            return float(np.mean(by_unit[:, -1] <= 0))
+            return float(np.count_nonzero(by_unit[:, -1] <= 0)) / by_unit.shape[0]
         return float("nan")
 
     def finalize(self) -> tuple[Array, list[LayerRecord], Array, Array]:

@@ -1,14 +1,32 @@
-"""The same models in PyTorch, for parity checks. torch is imported only here, and only when
-one of these functions runs (importing it costs seconds)."""
+"""The same models in PyTorch: parity checks, and a torch engine (``train_torch``) that runs a
+``TrainConfig`` exactly as ``bnviz.train.train`` does. torch is imported only here, and only when
+one of these functions runs (importing it costs seconds).
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from bnviz import nn
+from bnviz.blas import single_threaded_blas
+from bnviz.data import Dataset
+from bnviz.optim import learning_rate
+from bnviz.train import (
+    DIVERGENCE_FACTOR,
+    History,
+    Progress,
+    Run,
+    TrainConfig,
+    Twins,
+    build_model,
+    load_data,
+)
 
 _TORCH_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
@@ -105,3 +123,132 @@ def from_torch(tmodel, model: nn.MLP) -> None:
             bn.running_mean[...] = state[f"{name}.running_mean"].cpu().numpy()
             bn.running_var[...] = state[f"{name}.running_var"].cpu().numpy()
             bn.num_batches_tracked = int(state[f"{name}.num_batches_tracked"])
+
+
+# --------------------------------------------------------------------------- torch engine
+
+
+def default_device(device=None):
+    """The device a torch run uses: the one asked for, else CUDA when there is one, else CPU."""
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class TorchRun(Run):
+    """``bnviz.train.Run`` with the steps taken by PyTorch.
+
+    The base class builds everything the two engines must share (initial weights, batch sampler,
+    recorder, loss buffer), so a torch run sees the same batches as a numpy run by construction.
+    The numpy model stays as the recorder's view of the net: it is overwritten from the torch
+    twin before each record and at the end, never trained itself.
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, data: Dataset, model: nn.MLP | None = None, device=None
+    ) -> None:
+        import torch
+
+        super().__init__(cfg, data, model)
+        self.device = default_device(device)
+        self.tmodel = to_torch(self.model).to(self.device)
+        self.tx = torch.tensor(self.x, device=self.device)
+        self.ty = torch.tensor(self.y, dtype=torch.long, device=self.device)
+        self.topt = torch.optim.SGD(
+            self.tmodel.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )
+        self.hidden_w = [
+            getattr(self.tmodel, f"fc{i}").weight for i in range(1, self.model.n_hidden + 1)
+        ]
+
+    def run(self, n: int) -> None:
+        """Take up to n more steps (fewer if the run ends), with ``Run.run``'s rules for
+        divergence (checked before backward) and for when to record."""
+        import torch
+        import torch.nn.functional as TF
+
+        cfg, t0 = self.cfg, time.perf_counter()
+        for _ in range(n):
+            if self.done:
+                break
+            t = self.t
+            idx = torch.tensor(self.sampler.next(), device=self.device)
+            out = TF.cross_entropy(self.tmodel(self.tx[idx]), self.ty[idx])
+            loss = out.item()
+            if self._limit is None and math.isfinite(loss):
+                self._limit = DIVERGENCE_FACTOR * max(loss, 1.0)
+            if not loss <= (self._limit or math.inf):  # also true for NaN
+                self.diverged_at = t
+                break
+            self.loss[t] = loss
+            self.topt.zero_grad()
+            out.backward()
+            recording = (t + 1) % cfg.record_every == 0 or t + 1 == cfg.steps
+            if recording:
+                norms = [float(torch.linalg.vector_norm(w.grad)) for w in self.hidden_w]
+                before = [w.detach().clone() for w in self.hidden_w]
+            lr = learning_rate(t, cfg.lr, cfg.schedule, cfg.lr_decay, cfg.decay_steps)
+            for group in self.topt.param_groups:
+                group["lr"] = lr
+            self.topt.step()
+            self.t = t + 1
+            if recording:
+                ratios = [
+                    _update_ratio(w0, w1.detach())
+                    for w0, w1 in zip(before, self.hidden_w, strict=True)
+                ]
+                from_torch(self.tmodel, self.model)
+                with np.errstate(all="ignore"):
+                    self.recorder.record(t + 1, norms, ratios)
+        self.seconds += time.perf_counter() - t0
+
+    def history(self) -> History:
+        from_torch(self.tmodel, self.model)
+        return super().history()
+
+
+def _update_ratio(w0, w1) -> float:
+    """||W_after - W_before|| / ||W_before||, as ``bnviz.record.update_ratios`` computes it."""
+    import torch
+
+    denom = float(torch.linalg.vector_norm(w0))
+    return float(torch.linalg.vector_norm(w1 - w0)) / denom if denom > 0 else float("nan")
+
+
+def _drive(runs: list[TorchRun], progress: Progress | None) -> None:
+    """Advance runs in lockstep, in chunks, reporting progress between chunks (as ``train``)."""
+    total = max(r.cfg.steps for r in runs)
+    chunk = max(1, min(500, total // 100))
+    if progress:
+        progress(0, total)
+    with single_threaded_blas():
+        while not all(r.done for r in runs):
+            for r in runs:
+                r.run(chunk)
+            if progress:
+                progress(min(total, max(r.t for r in runs)), total)
+
+
+def train_torch(cfg: TrainConfig, progress: Progress | None = None, device=None) -> History:
+    """``bnviz.train.train`` with PyTorch taking the steps: same weights, batches, optimizer,
+    divergence rule and records, so the two Histories agree to rounding."""
+    run = TorchRun(cfg, load_data(cfg), device=device)
+    _drive([run], progress)
+    return run.history()
+
+
+def train_twins_torch(cfg: TrainConfig, progress: Progress | None = None, device=None) -> Twins:
+    """``bnviz.train.train_twins`` with PyTorch taking the steps."""
+    data = load_data(cfg)
+    plain = TorchRun(replace(cfg, batchnorm=False), data, device=device)
+    bn_cfg = replace(cfg, batchnorm=True)
+    bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
+    bn_model.copy_weights_from(plain.model)
+    bn = TorchRun(bn_cfg, data, bn_model, device=device)
+    _drive([plain, bn], progress)
+    return Twins(plain.history(), bn.history())

@@ -89,7 +89,7 @@ class TrainConfig:
     batch_order: str = "shuffled"
     steps: int = 2000
     record_every: int = 50
-    probe_size: int = 256
+    probe_size: int = 128
     seed: int = 0
     dtype: str = "float32"
     bn_eps: float = 1e-5
@@ -189,6 +189,16 @@ class History:
     def label(self) -> str:
         return "BN" if self.config.batchnorm else "plain"
 
+    def nbytes(self) -> int:
+        """Memory held by the arrays of this history (records, losses, final weights)."""
+        arrays = [self.loss, self.record_steps, self.test_loss, self.test_acc]
+        arrays += list(self.final_state.values())
+        for layer in self.layers:
+            arrays += [layer.grad_norm, layer.update_ratio, layer.weight_norm]
+            for site in layer.sites.values():
+                arrays += list(vars(site).values())
+        return sum(a.nbytes for a in arrays)
+
     @property
     def steps_done(self) -> int:
         return len(self.loss)
@@ -228,12 +238,11 @@ class Run:
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
         )
-        probe_x, _ = data.probe(cfg.probe_size, seed=0)
         self.recorder = Recorder(
             self.model,
-            np.ascontiguousarray(probe_x, dtype=dtype),
-            np.ascontiguousarray(data.x_test, dtype=dtype),
+            np.asarray(data.x_test, dtype=dtype),
             data.y_test,
+            data.probe_indices(cfg.probe_size, seed=0),
             max_records=cfg.steps // cfg.record_every + 2,
         )
         self.loss = np.empty(cfg.steps, dtype=np.float64)

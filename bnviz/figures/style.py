@@ -1,0 +1,91 @@
+"""One look for every figure: run colors, fonts, margins, and names students can read.
+
+Plain is always orange and BN always blue (Okabe-Ito colors, safe for the common kinds of color
+blindness), on every page, so a student never has to reread a legend.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+PLAIN = "#E69F00"  # Okabe-Ito orange
+BN = "#0072B2"  # Okabe-Ito blue
+ACCENT = "#D55E00"  # Okabe-Ito vermillion: divergence marks and warnings
+MUTED = "#555555"  # reference outlines (e.g. the step-0 histogram) and notes
+GRID = "#E5E5E5"
+
+RUN_COLORS = {"plain": PLAIN, "BN": BN}
+RUN_DASH = {"plain": "dash", "BN": "solid"}  # a second cue besides color, for print and grayscale
+
+FONT_FAMILY = "Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif"
+FONT_SIZE = 14
+MARGIN = {"l": 60, "r": 20, "t": 105, "b": 55}  # top: title, legend under it, panel titles
+HEIGHT = 440  # one row of panels on a wide page
+HEIGHT_ANIMATED = 520  # room for the slider and the play button under the panels
+
+_ACTIVATION_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU", "linear": "linear"}
+
+
+def run_color(run: str) -> str:
+    """The color of a run ("plain" or "BN")."""
+    try:
+        return RUN_COLORS[run]
+    except KeyError:
+        raise ValueError(f"run must be one of {', '.join(RUN_COLORS)}; got {run!r}") from None
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    """A '#RRGGBB' color at opacity alpha, for fills that must not hide what is under them."""
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha:g})"
+
+
+def label(site: str, activation: str = "sigmoid") -> str:
+    """A recording site as students say it: "act_in" -> "sigmoid input", "bn_in" -> "BN input"."""
+    act = _ACTIVATION_NAMES.get(activation, activation)
+    names = {"act_in": f"{act} input", "bn_in": "BN input", "bn_out": "BN output"}
+    try:
+        return names[site]
+    except KeyError:
+        raise ValueError(f"site must be one of {', '.join(names)}; got {site!r}") from None
+
+
+def _template() -> go.layout.Template:
+    t = go.layout.Template(pio.templates["plotly_white"])
+    t.layout.update(
+        font={"family": FONT_FAMILY, "size": FONT_SIZE, "color": "#222222"},
+        title={"font": {"size": FONT_SIZE + 4}, "x": 0.0, "xanchor": "left", "xref": "paper"},
+        colorway=[PLAIN, BN, ACCENT, MUTED],
+        margin=MARGIN,
+        hoverlabel={"font": {"family": FONT_FAMILY, "size": FONT_SIZE - 1}},
+        legend={
+            "orientation": "h",
+            "xanchor": "left",
+            "x": 0.0,
+            "yanchor": "top",
+            "yref": "container",
+        },
+    )
+    t.layout.xaxis.update(gridcolor=GRID, zeroline=False, showline=True, linecolor="#999999")
+    t.layout.yaxis.update(gridcolor=GRID, zeroline=False, showline=True, linecolor="#999999")
+    return t
+
+
+TEMPLATE = _template()
+
+
+def styled(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
+    """Apply the house template, a title and a height; returns the same figure.
+
+    The title and the legend stack in the top margin at fixed pixel offsets (legends in the
+    plot area would cover data, and above the panels they would collide with panel titles).
+    """
+    fig.update_layout(
+        template=TEMPLATE,
+        height=height,
+        title={"text": title, "y": 1.0 - 12.0 / height, "yanchor": "top", "yref": "container"},
+        legend={"y": 1.0 - 44.0 / height},
+    )
+    return fig
