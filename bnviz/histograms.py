@@ -40,10 +40,11 @@ def _check_levels(q: Array, levels: Array) -> Array:
 
 
 def cdf(q: Array, levels: Array, x: Array) -> Array:
-    """The sketch's CDF P(value <= x) at points x: (R, L) sketches, (X,) points -> (R, X).
+    """The sketch's P(value < x) at points x: (R, L) sketches, (X,) points -> (R, X).
 
-    Mass below the first quantile sits at it, and mass above the last one at it, so every
-    row's CDF runs from 0 to 1.
+    The strict inequality (the CDF's left limit) makes bins [a, b), as in ``np.histogram``, so a
+    point mass sitting on an edge falls in the bin to its right. Mass below the first quantile
+    sits at it, and mass above the last one at it, so every row runs from 0 to 1.
     """
     q = _clean(q)
     levels = _check_levels(q, levels)
@@ -51,8 +52,8 @@ def cdf(q: Array, levels: Array, x: Array) -> Array:
     n_levels = levels.size
     out = np.empty((q.shape[0], x.size))
     for r, row in enumerate(q):
-        # j: the last knot with row[j] <= x; ties resolve to the last of them (a jump in the CDF)
-        j = np.searchsorted(row, x, side="right") - 1
+        # j: the last knot strictly below x, so row[j] < x <= row[j + 1] and the gap is not empty
+        j = np.searchsorted(row, x, side="left") - 1
         inside = (j >= 0) & (j < n_levels - 1)
         jc = np.clip(j, 0, n_levels - 2)
         lo, hi = row[jc], row[jc + 1]
@@ -68,7 +69,7 @@ def cdf(q: Array, levels: Array, x: Array) -> Array:
 
 
 def bin_masses(q: Array, levels: Array, edges: Array) -> Array:
-    """Fraction of each record's values in each bin (edges[k], edges[k+1]]: (R, n_bins).
+    """Fraction of each record's values in each bin [edges[k], edges[k+1]): (R, n_bins).
 
     A row sums to 1 minus its mass outside [edges[0], edges[-1]].
     """
@@ -87,7 +88,7 @@ def density_from_quantiles(q: Array, levels: Array, edges: Array) -> Array:
 
 
 def outside_fraction(q: Array, levels: Array, edges: Array) -> Array:
-    """Fraction of each record's values below edges[0] and above edges[-1]: (R, 2)."""
+    """Fraction of each record's values below edges[0] and at or above edges[-1]: (R, 2)."""
     edges = _check_edges(edges)
     f = cdf(q, levels, edges[[0, -1]])
     return np.stack([f[:, 0], 1.0 - f[:, 1]], axis=1)

@@ -33,7 +33,13 @@ class SGD:
     ) -> None:
         if len(params) != len(grads):
             raise ValueError("params and grads must pair up")
-        self.params, self.grads = list(params), list(grads)
+        for p, g in zip(params, grads, strict=True):
+            if p.shape != g.shape or not (p.flags.c_contiguous and g.flags.c_contiguous):
+                raise ValueError("each param and its grad must be C-contiguous, of equal shape")
+        # BLAS axpy updates y in place only when y is a contiguous 1-D array (otherwise it
+        # returns an updated copy and the step is lost), so the step works on flat views
+        self.params = [p.reshape(-1) for p in params]
+        self.grads = [g.reshape(-1) for g in grads]
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self._velocity: list[Array] | None = None
         self._scratch = [np.empty_like(p) for p in self.params]

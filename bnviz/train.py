@@ -77,7 +77,7 @@ class TrainConfig:
     batchnorm: bool = True
     placement: str = "before"
     init: str = "gaussian"
-    init_std: float = 0.1
+    init_std: float = 0.01  # the paper's "small random Gaussian"
     init_scale: float = 1.0
     lr: float = 0.5
     schedule: str = "constant"
@@ -140,6 +140,12 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of ``as_dict`` (also after a JSON round trip, which turns tuples to lists)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if k == "hidden" else v for k, v in values.items() if k in known})
 
 
 def load_data(cfg: TrainConfig) -> Dataset:

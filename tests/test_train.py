@@ -89,8 +89,9 @@ def test_train_is_deterministic():
     a = train(TrainConfig(**SMALL))
     b = train(TrainConfig(**SMALL))
     np.testing.assert_array_equal(a.loss, b.loss)
-    np.testing.assert_array_equal(a.layers[1].sites["act_in"].quantiles,
-                                  b.layers[1].sites["act_in"].quantiles)
+    np.testing.assert_array_equal(
+        a.layers[1].sites["act_in"].quantiles, b.layers[1].sites["act_in"].quantiles
+    )
     c = train(TrainConfig(**{**SMALL, "seed": 1}))
     assert not np.array_equal(a.loss, c.loss)
 
@@ -150,8 +151,9 @@ def test_records_match_direct_measurement():
     _, trace = model.forward_trace(probe)
     z = trace["fc2"]
     site = hist.layers[1].sites["act_in"]
-    np.testing.assert_allclose(site.unit_pct[0], np.percentile(z, UNIT_LEVELS * 100, axis=0).T,
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        site.unit_pct[0], np.percentile(z, UNIT_LEVELS * 100, axis=0).T, rtol=1e-6, atol=1e-7
+    )
     np.testing.assert_allclose(site.quantiles[0], np.quantile(z, LEVELS), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(site.unit_mean[0], z.mean(0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(site.std[0], z.std(), rtol=1e-6)

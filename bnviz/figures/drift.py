@@ -68,15 +68,27 @@ def _diverged(h: History) -> str | None:
     return None if h.diverged_at is None else f"{h.label} diverged at step {h.diverged_at}"
 
 
-def _compact(a: Array, digits: int = 4) -> list:
-    """Numbers rounded to ``digits`` significant digits of the array's largest value, as a list:
-    figures are shipped to the browser as JSON, and full float64 triples their size."""
+def _compact(a: Array, digits: int = 4, scale: float | None = None) -> list:
+    """Numbers rounded to ``digits`` significant digits of ``scale`` (default: the largest
+    value), as a list: figures go to the browser as JSON, and full float64 triples their size.
+    Coordinates pass their bin width as the scale, so rounding never moves a bar visibly."""
     a = np.asarray(a, dtype=np.float64)
     finite = np.abs(a[np.isfinite(a)])
     top = float(finite.max()) if finite.size else 0.0
+    top = top if scale is None else abs(float(scale))
     decimals = digits - 1 - (math.floor(math.log10(top)) if top > 0 else 0)
     out = np.round(a, max(decimals, 0))
     return [None if not math.isfinite(v) else v for v in out.tolist()]
+
+
+def _fmt(v: float) -> str:
+    """A statistic for a caption: 3 decimals (so a BN mean of 3e-9 reads 0.000), or 4
+    significant digits once it is large."""
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    text = f"{v:.3f}" if abs(v) < 100 else f"{v:.4g}"
+    return "0.000" if text == "-0.000" else text
 
 
 def _mark_divergence(
@@ -138,14 +150,17 @@ def twin_histograms(
     *,
     n_bins: int = 60,
     max_frames: int = MAX_FRAMES,
-    shared_x: bool = True,
+    shared_x: bool | None = None,
 ) -> go.Figure:
     """One hidden layer's distribution over training, plain and BN side by side, animated with
     one step slider and a play button.
 
     The axes are fixed over all frames (computed from every record of the runs), so what moves
-    on screen is the distribution. With ``shared_x`` both panels share the x (and y) axis, the
-    honest comparison; without it each panel fits its own run (still fixed over time). A faint
+    on screen is the distribution. With ``shared_x`` both panels share the x axis, the honest
+    comparison of location and spread; without it each panel fits its own run. Each panel has
+    its own y axis (a narrow distribution's peak would flatten a wide one's). The
+    default (None) shares unless a run diverged, whose blown-up values would flatten the other
+    panel into one bar. A faint
     outline of the step-0 histogram stays in every frame; a diverged run's panel goes empty
     after its last record and says so.
     """
@@ -155,6 +170,8 @@ def twin_histograms(
     present = [(h, r) for h, r in zip(runs, recs, strict=True) if r is not None]
     all_steps = np.unique(np.concatenate([h.record_steps for h, _ in present]))
     steps = all_steps[even_indices(len(all_steps), max_frames)]
+    if shared_x is None:
+        shared_x = all(h.diverged_at is None for h in runs)
 
     if shared_x:
         e = shared_edges([r.quantiles for _, r in present], n_bins=n_bins)
@@ -173,8 +190,6 @@ def twin_histograms(
         for r, e in zip(recs, edges, strict=True)
     ]
     ymax = [robust_ymax(d) if d is not None else 1.0 for d in dens]
-    if shared_x:
-        ymax = [max(ymax)] * 2
 
     def panel(k: int, step: int) -> tuple[Array, str]:
         """Run k's density at a frame's step and the note printed in its panel."""
@@ -184,9 +199,9 @@ def twin_histograms(
         if h.diverged_at is not None and step > h.record_steps[-1]:
             return np.zeros(n_bins_k), _diverged(h)
         j = int(np.searchsorted(h.record_steps, step, side="right")) - 1
-        notes = [f"mean {r.mean[j]:.3g}, std {r.std[j]:.3g}"]
+        notes = [f"mean {_fmt(r.mean[j])}, std {_fmt(r.std[j])}"]
         out = float(outside[k][j].sum())
-        if out >= 0.001:
+        if out >= 0.01:  # the axis leaves up to 0.5% a side out by design; say so past that
             notes.append(f"{out:.1%} outside the axis")
         if not np.all(np.isfinite(r.quantiles[j])):
             notes.append("some values are not finite")
@@ -208,9 +223,9 @@ def twin_histograms(
         centers, widths = (e[:-1] + e[1:]) / 2, np.diff(e)
         fig.add_trace(
             go.Bar(
-                x=_compact(centers),
+                x=_compact(centers, scale=widths[0]),
                 y=_compact(first[k][0]),
-                width=_compact(widths),
+                width=_compact(widths, scale=widths[0]),
                 customdata=np.stack([e[:-1], e[1:]], axis=1).round(4),
                 marker={"color": style.run_color(h.label), "line": {"width": 0}},
                 opacity=0.8,
@@ -229,7 +244,7 @@ def twin_histograms(
         d0 = dens[k][0] if dens[k] is not None else np.zeros(len(e) - 1)
         fig.add_trace(
             go.Scatter(
-                x=_compact(np.concatenate([[e[0]], e])),
+                x=_compact(np.concatenate([[e[0]], e]), scale=e[1] - e[0]),
                 y=_compact(np.concatenate([[0.0], d0, [0.0]])),
                 mode="lines",
                 line={"shape": "hv", "color": style.MUTED, "width": 1.2, "dash": "dot"},
@@ -349,12 +364,15 @@ def ridge(
     max_curves: int = MAX_CURVES,
     n_bins: int = 80,
     overlap: float = 1.8,
+    normalize: bool = True,
 ) -> go.Figure:
     """Every recorded step at once: each record's histogram a filled curve lifted to its step on
-    the y axis (TensorBoard's "offset" view), both runs overlaid in their colors.
+    the y axis (TensorBoard's "offset" view), both runs overlaid in their colors, on one x axis.
 
-    Curves share one x axis and one height scale (a curve ``overlap`` record gaps tall at the
-    tallest), so widths and heights compare across steps and runs.
+    With ``normalize`` every curve is ``overlap`` record gaps tall at its own peak, so the shape
+    and spread of a wide distribution read as well as those of a narrow one (whose density
+    peak is far higher); the animated histograms show true heights. Without it all curves share
+    one height scale. Curves are trimmed to where they have mass, to keep the stack readable.
     """
     act = _activation(twins)
     recs = _sites_of(twins, layer, site)
@@ -371,38 +389,34 @@ def ridge(
         chosen.append(
             (h, h.record_steps[rows], density_from_quantiles(r.quantiles[rows], LEVELS, edges))
         )
-    top = robust_ymax(np.concatenate([d for _, _, d in chosen]), headroom=1.0)
-    scale = overlap * gap / top
+    shared_top = robust_ymax(np.concatenate([d for _, _, d in chosen]), headroom=1.0)
 
     fig = go.Figure()
     for h, rsteps, d in chosen:
-        xs, ys, text = [], [], []
+        xs, ys, at = [], [], []
         for s, row in zip(rsteps[::-1], d[::-1], strict=True):  # latest first, drawn behind
-            row = np.minimum(row, top)
-            xs += [edges[0], *centers, edges[-1], None]
-            ys += [float(s), *(float(s) + row * scale), float(s), None]
-            text += [
-                None,
-                *(
-                    f"step {s}<br>value {c:.3g}<br>density {v:.3g}"
-                    for c, v in zip(centers, row, strict=True)
-                ),
-                None,
-                None,
-            ]
+            top = robust_ymax(row[None, :], headroom=1.0) if normalize else shared_top
+            mass = np.flatnonzero(row > 1e-3 * top)
+            if mass.size == 0:
+                continue  # nothing on this axis to draw (all of it outside, or not finite)
+            lo, hi = max(mass[0] - 1, 0), min(mass[-1] + 1, len(row) - 1)
+            heights = np.minimum(row[lo : hi + 1], top) * (overlap * gap / top)
+            xs += [edges[lo], *centers[lo : hi + 1], edges[hi + 1], None]
+            ys += [float(s), *(float(s) + heights), float(s), None]
+            at += [int(s)] * (hi - lo + 3) + [None]
         color = style.run_color(h.label)
         fig.add_trace(
             go.Scatter(
-                x=_compact(np.array(xs, dtype=np.float64)),
-                y=_compact(np.array(ys, dtype=np.float64), digits=6),
-                text=text,
+                x=_compact(np.array(xs, dtype=np.float64), scale=edges[1] - edges[0]),
+                y=_compact(np.array(ys, dtype=np.float64), scale=gap),
+                customdata=at,
                 mode="lines",
                 fill="toself",
                 fillcolor=style.rgba(color, 0.22),
                 line={"color": color, "width": 1.2},
                 name=h.label,
                 legendgroup=h.label,
-                hovertemplate=f"{h.label}<br>%{{text}}<extra></extra>",
+                hovertemplate=f"{h.label}, step %{{customdata}}<br>value %{{x:.3g}}<extra></extra>",
                 hoveron="points",
             )
         )
@@ -461,6 +475,7 @@ def percentile_bands(twins: Twins, layer: int, unit: int) -> go.Figure:
         raise ValueError(f"unit must be in 0..{n_units - 1}; got {unit!r}")
     lo, _, hi = (round(p * 100) for p in UNIT_LEVELS)
     lo_name, hi_name = f"{lo}th percentile", f"{hi}th percentile"
+    band_name = f"{lo}th–{hi}th percentile"
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -492,7 +507,7 @@ def percentile_bands(twins: Twins, layer: int, unit: int) -> go.Figure:
                 line={"color": color, "width": 0.8},
                 fill="tonexty",
                 fillcolor=style.rgba(color, 0.25),
-                name=f"{h.label} {lo_name}–{hi_name}",
+                name=f"{h.label} {band_name}",
                 hovertemplate=f"step %{{x}}<br>{lo_name} %{{y:.3f}}<extra>{h.label}</extra>",
                 **common,
             ),
@@ -565,12 +580,13 @@ def loss_curves(twins: Twins, smooth: int = 50, *, max_points: int = MAX_POINTS)
     for h in twins:
         sm = smooth_loss(h.loss, smooth)
         keep = even_indices(sm.size, max_points)
-        x, y = keep, sm[keep]
+        x = keep
+        y = np.array([float(f"{v:.5g}") for v in sm[keep]])  # 5 digits each, for a log axis
         color = style.run_color(h.label)
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=_compact(y, digits=5),
+                y=y,
                 mode="lines",
                 line={"color": color, "width": 2, "dash": style.RUN_DASH[h.label]},
                 name=h.label,

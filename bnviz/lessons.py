@@ -1,0 +1,23 @@
+"""The lesson pages, in teaching order: navigation, the home page's map and the tests read this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Lesson:
+    slug: str
+    title: str
+    icon: str
+    path: str
+    summary: str
+
+
+LESSONS = (
+    Lesson("home", "Internal covariate shift, visualized", ":material/home:", "pages/home.py",
+           "Start here: what this app shows and why."),
+    Lesson("drift", "Distribution drift", ":material/animation:", "pages/drift.py",
+           "Watch every hidden layer's input distribution move during training, plain vs BN, "
+           "in two real networks trained side by side (the paper's Figure 1, live)."),
+)

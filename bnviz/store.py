@@ -1,0 +1,141 @@
+"""Histories to and from NPZ files and CSV tables, without pickle.
+
+An NPZ holds only numeric arrays and one JSON string per run (its config), so loading a file
+never executes code (``allow_pickle=False``). Used for the precomputed runs in ``assets/`` and
+for the downloads offered on every page.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from bnviz.record import LayerRecord, SiteRecord
+from bnviz.train import History, TrainConfig, Twins
+
+Array = np.ndarray
+FORMAT_VERSION = 1
+_SITE_FIELDS = tuple(SiteRecord.__dataclass_fields__)
+_LAYER_ARRAYS = ("grad_norm", "update_ratio", "weight_norm")
+
+
+def history_arrays(h: History, prefix: str = "") -> dict[str, Array]:
+    """Flatten a History into named arrays (the NPZ layout)."""
+    cfg = h.config.as_dict()
+    out = {
+        f"{prefix}config": np.array(json.dumps(cfg, sort_keys=True)),
+        f"{prefix}loss": h.loss.astype(np.float32),
+        f"{prefix}record_steps": h.record_steps,
+        f"{prefix}test_loss": h.test_loss,
+        f"{prefix}test_acc": h.test_acc,
+        f"{prefix}diverged_at": np.array(-1 if h.diverged_at is None else h.diverged_at),
+        f"{prefix}seconds": np.array(h.seconds),
+    }
+    for key, value in h.final_state.items():
+        out[f"{prefix}state/{key}"] = value
+    for layer in h.layers:
+        lp = f"{prefix}layers/{layer.index}/"
+        out[f"{lp}units"] = np.array(layer.units)
+        for name in _LAYER_ARRAYS:
+            out[f"{lp}{name}"] = getattr(layer, name)
+        for site, rec in layer.sites.items():
+            for name in _SITE_FIELDS:
+                out[f"{lp}sites/{site}/{name}"] = getattr(rec, name)
+    return out
+
+
+def history_from_arrays(arrays: Mapping[str, Array], prefix: str = "") -> History:
+    cfg = TrainConfig.from_dict(json.loads(str(arrays[f"{prefix}config"])))
+    layers: dict[int, dict] = {}
+    state = {}
+    for key in arrays:
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix) :]
+        if rest.startswith("state/"):
+            state[rest[len("state/") :]] = np.asarray(arrays[key])
+        elif rest.startswith("layers/"):
+            parts = rest.split("/")
+            layer = layers.setdefault(int(parts[1]), {"sites": {}})
+            if parts[2] == "sites":
+                layer["sites"].setdefault(parts[3], {})[parts[4]] = np.asarray(arrays[key])
+            else:
+                layer[parts[2]] = np.asarray(arrays[key])
+    diverged = int(arrays[f"{prefix}diverged_at"])
+    return History(
+        config=cfg,
+        loss=np.asarray(arrays[f"{prefix}loss"], dtype=np.float64),
+        record_steps=np.asarray(arrays[f"{prefix}record_steps"]),
+        test_loss=np.asarray(arrays[f"{prefix}test_loss"]),
+        test_acc=np.asarray(arrays[f"{prefix}test_acc"]),
+        layers=[
+            LayerRecord(
+                index=i,
+                units=int(d["units"]),
+                sites={s: SiteRecord(**fields) for s, fields in d["sites"].items()},
+                **{name: d[name] for name in _LAYER_ARRAYS},
+            )
+            for i, d in sorted(layers.items())
+        ],
+        diverged_at=None if diverged < 0 else diverged,
+        seconds=float(arrays[f"{prefix}seconds"]),
+        final_state=state,
+    )
+
+
+def twins_to_npz(twins: Twins) -> bytes:
+    arrays = {"format_version": np.array(FORMAT_VERSION)}
+    arrays.update(history_arrays(twins.plain, "plain/"))
+    arrays.update(history_arrays(twins.bn, "bn/"))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def twins_from_npz(source: bytes | str | Path) -> Twins:
+    """Load twins saved by ``twins_to_npz``; never unpickles (a bad file raises ValueError)."""
+    data = io.BytesIO(source) if isinstance(source, bytes) else source
+    with np.load(data, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if int(arrays.get("format_version", -1)) != FORMAT_VERSION:
+        raise ValueError("not a bnviz twins file of this version")
+    return Twins(history_from_arrays(arrays, "plain/"), history_from_arrays(arrays, "bn/"))
+
+
+def records_csv(twins: Twins) -> str:
+    """One row per (run, record, hidden layer, site): the numbers behind every chart."""
+    rows = [
+        "run,step,test_loss,test_acc,layer,site,mean,std,drift_prev,drift_init,saturation,"
+        "grad_norm,update_ratio,weight_norm"
+    ]
+    for h in twins:
+        for r, step in enumerate(h.record_steps):
+            for layer in h.layers:
+                for site, rec in layer.sites.items():
+                    cells = [
+                        h.label, str(step), _num(h.test_loss[r]), _num(h.test_acc[r]),
+                        str(layer.index), site, _num(rec.mean[r]), _num(rec.std[r]),
+                        _num(rec.drift_prev[r]), _num(rec.drift_init[r]),
+                        _num(rec.saturation[r]), _num(layer.grad_norm[r]),
+                        _num(layer.update_ratio[r]), _num(layer.weight_norm[r]),
+                    ]
+                    rows.append(",".join(cells))
+    return "\n".join(rows) + "\n"
+
+
+def loss_csv(twins: Twins) -> str:
+    """Per-step training loss of both runs (empty where a run diverged and stopped)."""
+    n = max(len(h.loss) for h in twins)
+    rows = ["step,plain_loss,bn_loss"]
+    for t in range(n):
+        cells = [_num(h.loss[t]) if t < len(h.loss) else "" for h in twins]
+        rows.append(f"{t},{cells[0]},{cells[1]}")
+    return "\n".join(rows) + "\n"
+
+
+def _num(v: float) -> str:
+    return "" if not np.isfinite(v) else f"{float(v):.6g}"
