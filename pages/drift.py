@@ -51,7 +51,8 @@ ui.header(
     "receive as input, measured on one fixed batch of test images, so any change you see comes "
     "from the weights changing, not from the data.",
 )
-values = ui.page_controls(PAGE, CONTROLS, drift.PRESETS, drift.PRESET_HELP)
+PRESETS = {name: {**p, **drift.VIEWS.get(name, {})} for name, p in drift.PRESETS.items()}
+values = ui.page_controls(PAGE, CONTROLS, PRESETS, drift.PRESET_HELP)
 try:
     cfg = drift.config(**{k: values[k] for k in TRAINING})
 except ValueError as err:

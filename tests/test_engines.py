@@ -2,7 +2,7 @@
 config to the same numbers: per-step losses, records, final weights and BN running statistics.
 
 In float64 the two differ only in rounding (summation order inside matrix products and
-reductions), ~1e-16 per step. At the paper's learning rates that stays below 1e-12 over 200
+reductions), ~1e-16 per step. At the paper's learning rates that stays at 1e-12 or less over 200
 steps. At very large learning rates training is chaotic and such differences grow ~10x every
 couple of steps, so the diverging cases compare only the few steps before the blow-up.
 """

@@ -35,6 +35,10 @@ PRESETS = {
     "Paper Figure 1": dict(DEFAULTS, steps=50_000),
     "Deep sigmoid, high learning rate": dict(DEFAULTS, depth=6, width=64, lr=5.0, steps=3000),
 }
+VIEWS = {  # what each preset shows first: the deepest layer, where drift is largest
+    "Paper Figure 1": dict(layer=3),
+    "Deep sigmoid, high learning rate": dict(layer=6),
+}
 PRESET_HELP = {
     "Paper Figure 1": "3 x 100 sigmoid, small Gaussian init, batch 60, 50,000 steps (precomputed)",
     "Deep sigmoid, high learning rate": "6 x 64 sigmoid at lr 5: the plain net saturates",

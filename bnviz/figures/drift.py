@@ -363,7 +363,7 @@ def ridge(
     *,
     max_curves: int = MAX_CURVES,
     n_bins: int = 80,
-    overlap: float = 1.8,
+    overlap: float = 1.4,
     normalize: bool = True,
 ) -> go.Figure:
     """Every recorded step at once: each record's histogram a filled curve lifted to its step on
@@ -396,7 +396,7 @@ def ridge(
         xs, ys, at = [], [], []
         for s, row in zip(rsteps[::-1], d[::-1], strict=True):  # latest first, drawn behind
             top = robust_ymax(row[None, :], headroom=1.0) if normalize else shared_top
-            mass = np.flatnonzero(row > 1e-3 * top)
+            mass = np.flatnonzero(row > 0.01 * top)
             if mass.size == 0:
                 continue  # nothing on this axis to draw (all of it outside, or not finite)
             lo, hi = max(mass[0] - 1, 0), min(mass[-1] + 1, len(row) - 1)
@@ -412,7 +412,7 @@ def ridge(
                 customdata=at,
                 mode="lines",
                 fill="toself",
-                fillcolor=style.rgba(color, 0.22),
+                fillcolor=style.rgba(color, 0.15),
                 line={"color": color, "width": 1.2},
                 name=h.label,
                 legendgroup=h.label,

@@ -1,0 +1,127 @@
+"""Every page under Streamlit's AppTest: defaults, presets, bad links, extreme settings.
+
+A page must never end in an exception: bad input becomes a message and sane defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bnviz.lessons import LESSONS
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 300  # training on 2 shared cores; far above what a page needs
+FAST = {"steps": "200"}  # short runs keep the suite quick; the defaults are checked once
+
+
+def open_page(slug: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    lesson = next(lesson for lesson in LESSONS if lesson.slug == slug)
+    if slug != "home":
+        at.switch_page(lesson.path)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_shows_the_precomputed_animation_and_the_lesson_map():
+    at = open_page("home")
+    assert_clean(at)
+    (fig,) = charts(at)
+    assert len(fig["frames"]) == 101  # every record of the shipped 50,000-step run
+    assert fig["frames"][-1]["name"] == "50000"
+    assert "sigmoid input" in fig["layout"]["title"]["text"]
+    links = [el.proto.page for el in at.get("page_link")]
+    assert links == [lesson.slug for lesson in LESSONS if lesson.slug != "home"]
+
+
+def test_drift_defaults_train_twins_and_draw_every_figure():
+    at = open_page("drift")
+    assert_clean(at)
+    assert not at.warning
+    figs = charts(at)
+    assert len(figs) == 8
+    hist = figs[0]
+    assert len(hist["frames"]) == 101  # 2,000 steps recorded every 20
+    titles = [f["layout"]["title"]["text"] for f in figs]
+    assert any("accuracy" in t.lower() for t in titles)
+    assert any("15th, 50th and 85th" in t for t in titles)
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) >= {"plain net: test accuracy", "BN net: test accuracy"}
+    assert float(metrics["BN net: test accuracy"].rstrip("%")) > 90
+    assert dict(at.query_params) == {}  # defaults make a clean link
+
+
+def test_drift_paper_preset_is_served_from_assets():
+    at = open_page("drift", FAST)
+    at.button(key="drift.preset:Paper Figure 1").click().run()
+    assert_clean(at)
+    assert at.query_params["steps"] == "50000"
+    hist = charts(at)[0]
+    assert hist["frames"][-1]["name"] == "50000"
+
+
+def test_drift_deep_preset():
+    at = open_page("drift", FAST)
+    at.button(key="drift.preset:Deep sigmoid, high learning rate").click().run()
+    assert_clean(at)
+    assert at.select_slider(key="drift.lr").value == 5.0
+    assert at.slider(key="drift.depth").value == 6
+    hist = charts(at)[0]
+    assert hist["layout"]["title"]["text"].startswith("Layer 6 ")
+
+
+def test_drift_garbage_link_falls_back_with_a_notice():
+    at = open_page("drift", {"lr": "fast", "depth": "-2", "dataset": "imagenet",
+                             "junk": "1", **FAST})
+    assert_clean(at)
+    (warning,) = at.warning
+    for words in ("lr=fast", "depth=-2", "dataset=imagenet", "junk is not a setting"):
+        assert words in warning.value
+    assert at.select_slider(key="drift.lr").value == 0.5
+    assert at.slider(key="drift.depth").value == 3
+    assert len(charts(at)) == 8
+
+
+def test_drift_link_reproduces_the_view():
+    query = {"lr": "0.05", "activation": "tanh", "depth": "2", "width": "32", "seed": "7",
+             "dataset": "moons", "placement": "after", **FAST}
+    at = open_page("drift", query)
+    assert_clean(at)
+    assert not at.warning
+    assert at.select_slider(key="drift.lr").value == 0.05
+    assert at.selectbox(key="drift.activation").value == "tanh"
+    assert at.selectbox(key="drift.placement").value == "after"
+    assert {k: at.query_params[k] for k in query} == query  # written back, so the link works
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_drift_extreme_learning_rate_is_a_result_not_a_crash(activation):
+    at = open_page("drift", {"lr": "30", "init_scale": "30", "activation": activation,
+                             "steps": "500"})
+    assert_clean(at)
+    assert any("diverged at step" in w.value for w in at.warning)
+    assert len(charts(at)) == 8
+
+
+def test_drift_sliders_at_both_ends():
+    low = {"lr": "0.001", "depth": "1", "width": "8", "init_scale": "0.1", "batch_size": "4",
+           "steps": "200", "seed": "0"}
+    high = {"depth": "6", "width": "256", "batch_size": "512", "steps": "200", "seed": "99"}
+    for query in (low, high):
+        at = open_page("drift", query)
+        assert_clean(at)
+        assert len(charts(at)) == 8
