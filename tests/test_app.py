@@ -5,36 +5,12 @@ A page must never end in an exception: bad input becomes a message and sane defa
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
+from apphelpers import assert_clean, charts, open_page
 
 from bnviz.lessons import LESSONS
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 300  # training on 2 shared cores; far above what a page needs
 FAST = {"steps": "200"}  # short runs keep the suite quick; the defaults are checked once
-
-
-def open_page(slug: str, query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    lesson = next(lesson for lesson in LESSONS if lesson.slug == slug)
-    if slug != "home":
-        at.switch_page(lesson.path)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def test_home_shows_the_precomputed_animation_and_the_lesson_map():
@@ -85,8 +61,9 @@ def test_drift_deep_preset():
 
 
 def test_drift_garbage_link_falls_back_with_a_notice():
-    at = open_page("drift", {"lr": "fast", "depth": "-2", "dataset": "imagenet",
-                             "junk": "1", **FAST})
+    at = open_page(
+        "drift", {"lr": "fast", "depth": "-2", "dataset": "imagenet", "junk": "1", **FAST}
+    )
     assert_clean(at)
     (warning,) = at.warning
     for words in ("lr=fast", "depth=-2", "dataset=imagenet", "junk is not a setting"):
@@ -97,8 +74,16 @@ def test_drift_garbage_link_falls_back_with_a_notice():
 
 
 def test_drift_link_reproduces_the_view():
-    query = {"lr": "0.05", "activation": "tanh", "depth": "2", "width": "32", "seed": "7",
-             "dataset": "moons", "placement": "after", **FAST}
+    query = {
+        "lr": "0.05",
+        "activation": "tanh",
+        "depth": "2",
+        "width": "32",
+        "seed": "7",
+        "dataset": "moons",
+        "placement": "after",
+        **FAST,
+    }
     at = open_page("drift", query)
     assert_clean(at)
     assert not at.warning
@@ -110,16 +95,24 @@ def test_drift_link_reproduces_the_view():
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_drift_extreme_learning_rate_is_a_result_not_a_crash(activation):
-    at = open_page("drift", {"lr": "30", "init_scale": "30", "activation": activation,
-                             "steps": "500"})
+    at = open_page(
+        "drift", {"lr": "30", "init_scale": "30", "activation": activation, "steps": "500"}
+    )
     assert_clean(at)
     assert any("diverged at step" in w.value for w in at.warning)
     assert len(charts(at)) == 8
 
 
 def test_drift_sliders_at_both_ends():
-    low = {"lr": "0.001", "depth": "1", "width": "8", "init_scale": "0.1", "batch_size": "4",
-           "steps": "200", "seed": "0"}
+    low = {
+        "lr": "0.001",
+        "depth": "1",
+        "width": "8",
+        "init_scale": "0.1",
+        "batch_size": "4",
+        "steps": "200",
+        "seed": "0",
+    }
     high = {"depth": "6", "width": "256", "batch_size": "512", "steps": "200", "seed": "99"}
     for query in (low, high):
         at = open_page("drift", query)
