@@ -23,7 +23,10 @@ def precomputed() -> dict[str, TrainConfig]:
     """Name -> config of every shipped run (built from the lessons' own presets)."""
     from bnviz.experiments import drift
 
-    return {"paper-figure-1": drift.config(**drift.PRESETS["Paper Figure 1"])}
+    return {
+        "paper-figure-1": drift.config(**drift.PRESETS["Paper Figure 1"]),
+        "drift-default": drift.config(**drift.DEFAULTS),
+    }
 
 
 def path_for(name: str, folder: Path = ASSET_DIR) -> Path:

@@ -56,8 +56,8 @@ class BatchNormCache(NamedTuple):
 def batch_moments(x: Array, overwrite: bool = False) -> tuple[Array, Array, Array]:
     """Batch mean, centred input and biased variance (1/m), computed in two passes.
 
-    The two-pass form sum((x - mu)^2)/m is exact for constant features and stays accurate for
-    large offsets, where E[x^2] - E[x]^2 cancels catastrophically.
+    The two-pass form sum((x - mu)^2)/m gives ~0 (rounding only) for constant features and stays
+    accurate for large offsets, where E[x^2] - E[x]^2 cancels catastrophically.
     """
     inv_m = x.dtype.type(1.0 / x.shape[-2])
     mu = batch_sum(x)

@@ -15,17 +15,35 @@ class Lesson:
 
 
 LESSONS = (
-    Lesson("home", "Internal covariate shift, visualized", ":material/home:", "pages/home.py",
-           "Start here: what this app shows and why."),
-    Lesson("drift", "Distribution drift", ":material/animation:", "pages/drift.py",
-           "Watch every hidden layer's input distribution move during training, plain vs BN, "
-           "in two real networks trained side by side (the paper's Figure 1, live)."),
-    Lesson("learning-rate", "Learning rate: why BN lets you go faster", ":material/speed:",
-           "pages/learning_rate.py",
-           "Give each net its own learning rate and push BN far past where the plain net dies; "
-           "sweep the rate and the initial scale in seconds."),
-    Lesson("scale", "Scale invariance and gamma/beta", ":material/straighten:",
-           "pages/scale.py",
-           "BN(aWu) = BN(Wu): larger weights get smaller gradients, the effective learning rate "
-           "falls by itself, and gamma and beta take over a unit's scale and offset."),
+    Lesson(
+        "home",
+        "Internal covariate shift, visualized",
+        ":material/home:",
+        "pages/home.py",
+        "Start here: what this app shows and why.",
+    ),
+    Lesson(
+        "drift",
+        "Distribution drift",
+        ":material/animation:",
+        "pages/drift.py",
+        "Watch every hidden layer's input distribution move during training, plain vs BN, "
+        "in two real networks trained side by side (the paper's Figure 1, live).",
+    ),
+    Lesson(
+        "learning-rate",
+        "Learning rate: why BN lets you go faster",
+        ":material/speed:",
+        "pages/learning_rate.py",
+        "Give each net its own learning rate and push BN far past where the plain net dies; "
+        "sweep the rate and the initial scale in seconds.",
+    ),
+    Lesson(
+        "scale",
+        "Scale invariance and gamma/beta",
+        ":material/straighten:",
+        "pages/scale.py",
+        "BN(aWu) = BN(Wu): larger weights get smaller gradients, the effective learning rate "
+        "falls by itself, and gamma and beta take over a unit's scale and offset.",
+    ),
 )

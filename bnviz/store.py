@@ -117,11 +117,20 @@ def records_csv(twins: Twins) -> str:
             for layer in h.layers:
                 for site, rec in layer.sites.items():
                     cells = [
-                        h.label, str(step), _num(h.test_loss[r]), _num(h.test_acc[r]),
-                        str(layer.index), site, _num(rec.mean[r]), _num(rec.std[r]),
-                        _num(rec.drift_prev[r]), _num(rec.drift_init[r]),
-                        _num(rec.saturation[r]), _num(layer.grad_norm[r]),
-                        _num(layer.update_ratio[r]), _num(layer.weight_norm[r]),
+                        h.label,
+                        str(step),
+                        _num(h.test_loss[r]),
+                        _num(h.test_acc[r]),
+                        str(layer.index),
+                        site,
+                        _num(rec.mean[r]),
+                        _num(rec.std[r]),
+                        _num(rec.drift_prev[r]),
+                        _num(rec.drift_init[r]),
+                        _num(rec.saturation[r]),
+                        _num(layer.grad_norm[r]),
+                        _num(layer.update_ratio[r]),
+                        _num(layer.weight_norm[r]),
                     ]
                     rows.append(",".join(cells))
     return "\n".join(rows) + "\n"

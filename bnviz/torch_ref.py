@@ -5,26 +5,23 @@ one of these functions runs (importing it costs seconds).
 
 from __future__ import annotations
 
-import math
-import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from bnviz import nn
-from bnviz.blas import single_threaded_blas
 from bnviz.data import Dataset
-from bnviz.optim import learning_rate
 from bnviz.train import (
-    DIVERGENCE_FACTOR,
     History,
     Progress,
     Run,
     TrainConfig,
     Twins,
     build_model,
+    drive,
     load_data,
 )
 
@@ -166,49 +163,40 @@ class TorchRun(Run):
             getattr(self.tmodel, f"fc{i}").weight for i in range(1, self.model.n_hidden + 1)
         ]
 
-    def run(self, n: int) -> None:
-        """Take up to n more steps (fewer if the run ends), with ``Run.run``'s rules for
-        divergence (checked before backward) and for when to record."""
+    def forward_loss(self, idx) -> float:
         import torch
         import torch.nn.functional as TF
 
-        cfg, t0 = self.cfg, time.perf_counter()
-        for _ in range(n):
-            if self.done:
-                break
-            t = self.t
-            idx = torch.tensor(self.sampler.next(), device=self.device)
-            out = TF.cross_entropy(self.tmodel(self.tx[idx]), self.ty[idx])
-            loss = out.item()
-            if self._limit is None and math.isfinite(loss):
-                self._limit = DIVERGENCE_FACTOR * max(loss, 1.0)
-            if not loss <= (self._limit or math.inf):  # also true for NaN
-                self.diverged_at = t
-                break
-            self.loss[t] = loss
-            self.topt.zero_grad()
-            out.backward()
-            recording = (t + 1) % cfg.record_every == 0 or t + 1 == cfg.steps
-            if recording:
-                norms = [float(torch.linalg.vector_norm(w.grad)) for w in self.hidden_w]
-                before = [w.detach().clone() for w in self.hidden_w]
-            lr = learning_rate(t, cfg.lr, cfg.schedule, cfg.lr_decay, cfg.decay_steps)
-            for group in self.topt.param_groups:
-                group["lr"] = lr
-            self.topt.step()
-            self.t = t + 1
-            if recording:
-                ratios = [
-                    _update_ratio(w0, w1.detach())
-                    for w0, w1 in zip(before, self.hidden_w, strict=True)
-                ]
-                from_torch(self.tmodel, self.model)
-                with np.errstate(all="ignore"):
-                    self.recorder.record(t + 1, norms, ratios)
-        self.seconds += time.perf_counter() - t0
+        tidx = torch.as_tensor(idx, device=self.device)
+        self._out = TF.cross_entropy(self.tmodel(self.tx[tidx]), self.ty[tidx])
+        return self._out.item()
+
+    def backward(self) -> None:
+        self.topt.zero_grad()
+        self._out.backward()
+
+    def step(self, lr: float) -> None:
+        for group in self.topt.param_groups:
+            group["lr"] = lr
+        self.topt.step()
+
+    def grad_norms(self) -> list[float]:
+        import torch
+
+        return [float(torch.linalg.vector_norm(w.grad)) for w in self.hidden_w]
+
+    def hidden_weights(self) -> list:
+        return [w.detach().clone() for w in self.hidden_w]
+
+    def update_ratios(self, before: list) -> list[float]:
+        pairs = zip(before, self.hidden_w, strict=True)
+        return [_update_ratio(w0, w1.detach()) for w0, w1 in pairs]
+
+    def sync(self) -> None:
+        from_torch(self.tmodel, self.model)
 
     def history(self) -> History:
-        from_torch(self.tmodel, self.model)
+        self.sync()
         return super().history()
 
 
@@ -220,25 +208,27 @@ def _update_ratio(w0, w1) -> float:
     return float(torch.linalg.vector_norm(w1 - w0)) / denom if denom > 0 else float("nan")
 
 
-def _drive(runs: list[TorchRun], progress: Progress | None) -> None:
-    """Advance runs in lockstep, in chunks, reporting progress between chunks (as ``train``)."""
-    total = max(r.cfg.steps for r in runs)
-    chunk = max(1, min(500, total // 100))
-    if progress:
-        progress(0, total)
-    with single_threaded_blas():
-        while not all(r.done for r in runs):
-            for r in runs:
-                r.run(chunk)
-            if progress:
-                progress(min(total, max(r.t for r in runs)), total)
+@contextmanager
+def single_threaded_torch():
+    """One CPU thread for torch inside the block, for the reason in ``bnviz.blas``: on tiny
+    matrices a thread pool costs more than it saves, and on a busy machine torch's spinning
+    threads were measured here 10-20x slower than one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_torch(cfg: TrainConfig, progress: Progress | None = None, device=None) -> History:
     """``bnviz.train.train`` with PyTorch taking the steps: same weights, batches, optimizer,
     divergence rule and records, so the two Histories agree to rounding."""
     run = TorchRun(cfg, load_data(cfg), device=device)
-    _drive([run], progress)
+    with single_threaded_torch():
+        drive([run], progress)
     return run.history()
 
 
@@ -250,5 +240,6 @@ def train_twins_torch(cfg: TrainConfig, progress: Progress | None = None, device
     bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
     bn_model.copy_weights_from(plain.model)
     bn = TorchRun(bn_cfg, data, bn_model, device=device)
-    _drive([plain, bn], progress)
+    with single_threaded_torch():
+        drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())

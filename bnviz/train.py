@@ -263,32 +263,65 @@ class Run:
     def done(self) -> bool:
         return self.diverged_at is not None or self.t >= self.cfg.steps
 
+    def is_record_step(self, t: int) -> bool:
+        """Records are taken after every ``record_every`` updates and after the last one."""
+        return t % self.cfg.record_every == 0 or t == self.cfg.steps
+
+    def accept(self, t: int, loss: float) -> bool:
+        """Keep step t's loss, or mark the run diverged: the loss is non-finite or a hundred
+        times the first one."""
+        if self._limit is None and math.isfinite(loss):
+            self._limit = DIVERGENCE_FACTOR * max(loss, 1.0)
+        if not loss <= (self._limit or math.inf):  # also true for NaN
+            self.diverged_at = t
+            return False
+        self.loss[t] = loss
+        return True
+
     def run(self, n: int) -> None:
         """Take up to n more steps (fewer if the run ends)."""
-        cfg, model, t0 = self.cfg, self.model, time.perf_counter()
+        cfg, t0 = self.cfg, time.perf_counter()
         with np.errstate(all="ignore"):
             for _ in range(n):
                 if self.done:
                     break
                 t = self.t
-                idx = self.sampler.next()
-                loss = model.loss(self.x[idx], self.y[idx])
-                if self._limit is None and math.isfinite(loss):
-                    self._limit = DIVERGENCE_FACTOR * max(loss, 1.0)
-                if not loss <= (self._limit or math.inf):  # also true for NaN
-                    self.diverged_at = t
+                if not self.accept(t, self.forward_loss(self.sampler.next())):
                     break
-                self.loss[t] = loss
-                model.backward()
-                recording = (t + 1) % cfg.record_every == 0 or t + 1 == cfg.steps
+                self.backward()
+                recording = self.is_record_step(t + 1)
                 if recording:
-                    norms, before = grad_norms(model), hidden_weights(model)
-                lr = learning_rate(t, cfg.lr, cfg.schedule, cfg.lr_decay, cfg.decay_steps)
-                self.opt.step(lr)
+                    norms, before = self.grad_norms(), self.hidden_weights()
+                self.step(learning_rate(t, cfg.lr, cfg.schedule, cfg.lr_decay, cfg.decay_steps))
                 self.t = t + 1
                 if recording:
-                    self.recorder.record(t + 1, norms, update_ratios(model, before))
+                    ratios = self.update_ratios(before)
+                    self.sync()
+                    self.recorder.record(t + 1, norms, ratios)
         self.seconds += time.perf_counter() - t0
+
+    # The engine: numpy here; bnviz.torch_ref.TorchRun swaps these for PyTorch.
+
+    def forward_loss(self, idx: Array) -> float:
+        return self.model.loss(self.x[idx], self.y[idx])
+
+    def backward(self) -> None:
+        self.model.backward()
+
+    def step(self, lr: float) -> None:
+        self.opt.step(lr)
+
+    def grad_norms(self) -> list[float]:
+        return grad_norms(self.model)
+
+    def hidden_weights(self) -> list[Array]:
+        return hidden_weights(self.model)
+
+    def update_ratios(self, before: list[Array]) -> list[float]:
+        return update_ratios(self.model, before)
+
+    def sync(self) -> None:
+        """Bring ``self.model`` up to date before a record (nothing to do for numpy)."""
 
     def history(self) -> History:
         steps, layers, test_loss, test_acc = self.recorder.finalize()
@@ -305,7 +338,7 @@ class Run:
         )
 
 
-def _drive(runs: list[Run], progress: Progress | None) -> None:
+def drive(runs: list[Run], progress: Progress | None) -> None:
     """Advance runs in lockstep, in chunks, reporting progress between chunks."""
     total = max(r.cfg.steps for r in runs)
     chunk = max(1, min(500, total // 100))
@@ -322,7 +355,7 @@ def _drive(runs: list[Run], progress: Progress | None) -> None:
 def train(cfg: TrainConfig, progress: Progress | None = None) -> History:
     """Train one net as configured; ``progress(done, total)`` is called as steps complete."""
     run = Run(cfg, load_data(cfg))
-    _drive([run], progress)
+    drive([run], progress)
     return run.history()
 
 
@@ -347,5 +380,5 @@ def train_twins(cfg: TrainConfig, progress: Progress | None = None) -> Twins:
     bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
     bn_model.copy_weights_from(plain.model)
     bn = Run(bn_cfg, data, bn_model)
-    _drive([plain, bn], progress)
+    drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())

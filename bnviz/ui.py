@@ -120,8 +120,10 @@ class Control:
                 raise ValueError(
                     f"{self.name} must be between {fmt_number(lo)} and {fmt_number(hi)}"
                 )
-            value = min(self.options, key=lambda o: abs(math.log(o / number)) if number > 0
-                        else abs(o - number))
+            value = min(
+                self.options,
+                key=lambda o: abs(math.log(o / number)) if number > 0 else abs(o - number),
+            )
         else:
             self.check(number)
             value = self.lo + round((number - self.lo) / self.step) * self.step
@@ -138,18 +140,21 @@ class Control:
 
     def widget(self, key: str, container: Any) -> Any:
         label = self.label
-        fmt = (lambda v: self.labels.get(v, fmt_number(v)))  # noqa: E731
+        fmt = lambda v: self.labels.get(v, fmt_number(v))  # noqa: E731
         if self.kind == "grid":
-            return container.select_slider(label, self.options, key=key, format_func=fmt,
-                                           help=self.help)
+            return container.select_slider(
+                label, self.options, key=key, format_func=fmt, help=self.help
+            )
         if self.kind == "choice":
-            return container.selectbox(label, self.options, key=key, format_func=fmt,
-                                       help=self.help)
+            return container.selectbox(
+                label, self.options, key=key, format_func=fmt, help=self.help
+            )
         if self.kind == "bool":
             return container.toggle(label, key=key, help=self.help)
         cast = int if self.kind == "int" else float
-        return container.slider(label, cast(self.lo), cast(self.hi), step=cast(self.step),
-                                key=key, help=self.help)
+        return container.slider(
+            label, cast(self.lo), cast(self.hi), step=cast(self.step), key=key, help=self.help
+        )
 
 
 def read_query(
@@ -297,8 +302,11 @@ def run_experiment(module: str, cfg: Any) -> Any | None:
         st.error(f"These settings cannot run: {err}", icon=":material/error:")
     except Exception as err:  # noqa: BLE001 - the page must never show a traceback
         traceback.print_exc()
-        st.error(f"Training failed unexpectedly ({type(err).__name__}: {err}). "
-                 "Try other settings, or reload the page.", icon=":material/error:")
+        st.error(
+            f"Training failed unexpectedly ({type(err).__name__}: {err}). "
+            "Try other settings, or reload the page.",
+            icon=":material/error:",
+        )
     return None
 
 
@@ -347,5 +355,11 @@ def downloads(files: Mapping[str, tuple[Callable[[], bytes | str], str]], key: s
     cols = st.columns(len(files))
     for col, (label, (make, filename)) in zip(cols, files.items(), strict=True):
         mime = "text/csv" if filename.endswith(".csv") else "application/octet-stream"
-        col.download_button(label, make, file_name=filename, mime=mime,
-                            key=f"{key}:{filename}", icon=":material/download:")
+        col.download_button(
+            label,
+            make,
+            file_name=filename,
+            mime=mime,
+            key=f"{key}:{filename}",
+            icon=":material/download:",
+        )

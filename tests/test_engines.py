@@ -168,3 +168,9 @@ def test_cuda_engine_agrees_with_numpy():
     a = both_engines("bn")[0]
     b = train_torch(cfg, device="cuda")
     assert_same_history(a, b)
+
+
+def test_engine_restores_torch_threads():
+    before = torch.get_num_threads()
+    train_torch(TrainConfig(**{**BASE, "steps": 5, "hidden": (8,)}))
+    assert torch.get_num_threads() == before

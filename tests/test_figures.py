@@ -385,6 +385,12 @@ def test_typical_unit_is_the_median_mover(twins):
     u = drift.typical_unit(twins.plain, 2)
     assert 0 <= u < 16
     assert np.sum(moves < moves[u]) == 7 and np.sum(moves > moves[u]) == 8
+    fig = drift.percentile_bands(twins, 2)  # the typical unit by default, in both nets
+    assert f"unit {u}" in fig.layout.title.text
+    for h in twins:
+        np.testing.assert_allclose(
+            named(fig, f"{h.label} median")[0].y, h.layers[1].sites["act_in"].unit_pct[:, u, 1]
+        )
 
 
 def test_percentile_bands_diverged(diverged):

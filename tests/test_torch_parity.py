@@ -14,7 +14,7 @@ import torch
 from bnviz import functional as F
 from bnviz.nn import MLP, BatchNorm1d, LayerNorm
 from bnviz.optim import SGD
-from bnviz.torch_ref import from_torch, param_name, to_torch
+from bnviz.torch_ref import from_torch, param_name, single_threaded_torch, to_torch
 
 TOL = 1e-10
 
@@ -34,6 +34,13 @@ def t(x: np.ndarray, grad: bool = False) -> torch.Tensor:
 @pytest.fixture
 def rng():
     return np.random.default_rng(99)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: a torch thread pool only adds hand-offs (see bnviz.blas)."""
+    with single_threaded_torch():
+        yield
 
 
 # --------------------------------------------------------------------------- BatchNorm1d

@@ -13,7 +13,9 @@ from bnviz.optim import learning_rate
 from bnviz.record import LEVELS, UNIT_LEVELS, sorted_quantiles, wasserstein1_sorted
 from bnviz.train import Run, TrainConfig, build_model, load_data, train, train_twins
 
-SMALL = dict(hidden=(16, 16), steps=120, record_every=20, probe_size=64, dtype="float64")
+SMALL = dict(
+    hidden=(16, 16), steps=120, record_every=20, probe_size=64, dtype="float64", init_std=0.1
+)
 
 
 @pytest.fixture(scope="module")

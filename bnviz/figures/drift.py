@@ -77,7 +77,7 @@ def _compact(a: Array, digits: int = 4, scale: float | None = None) -> list:
     top = float(finite.max()) if finite.size else 0.0
     top = top if scale is None else abs(float(scale))
     decimals = digits - 1 - (math.floor(math.log10(top)) if top > 0 else 0)
-    out = np.round(a, max(decimals, 0))
+    out = np.round(a, max(decimals, 0)) if decimals <= 15 else a  # past 15, float64 is the limit
     return [None if not math.isfinite(v) else v for v in out.tolist()]
 
 
@@ -157,12 +157,11 @@ def twin_histograms(
 
     The axes are fixed over all frames (computed from every record of the runs), so what moves
     on screen is the distribution. With ``shared_x`` both panels share the x axis, the honest
-    comparison of location and spread; without it each panel fits its own run. Each panel has
-    its own y axis (a narrow distribution's peak would flatten a wide one's). The
-    default (None) shares unless a run diverged, whose blown-up values would flatten the other
-    panel into one bar. A faint
-    outline of the step-0 histogram stays in every frame; a diverged run's panel goes empty
-    after its last record and says so.
+    comparison of location and spread; without it each panel fits its own run. The default
+    (None) shares unless a run diverged, whose blown-up values would squash the other panel into
+    one bar. Each panel has its own y axis (a narrow distribution's tall peak would flatten a
+    wide one). A faint outline of the step-0 histogram stays in every frame; a diverged run's
+    panel goes empty after its last record and says so.
     """
     act = _activation(twins)
     runs = list(twins)
@@ -226,13 +225,15 @@ def twin_histograms(
                 x=_compact(centers, scale=widths[0]),
                 y=_compact(first[k][0]),
                 width=_compact(widths, scale=widths[0]),
-                customdata=np.stack([e[:-1], e[1:]], axis=1).round(4),
+                customdata=np.stack(
+                    [_compact(e[:-1], scale=widths[0]), _compact(e[1:], scale=widths[0])], axis=1
+                ),
                 marker={"color": style.run_color(h.label), "line": {"width": 0}},
                 opacity=0.8,
                 name=h.label,
                 legendgroup=h.label,
                 hovertemplate=(
-                    f"{h.label}: values in [%{{customdata[0]}}, %{{customdata[1]}})"
+                    f"{h.label}: values in [%{{customdata[0]:.4g}}, %{{customdata[1]:.4g}})"
                     "<br>density %{y:.3g}<extra></extra>"
                 ),
             ),
@@ -455,8 +456,8 @@ def ridge(
 
 
 def typical_unit(h: History, layer: int) -> int:
-    """The unit whose median sigmoid input moves the median amount over the run (the paper's
-    "typical" unit), measured on ``act_in``; ties go to the lowest index."""
+    """The unit whose median activation input (``act_in``) moves the median amount over the run:
+    a "typical" unit for the paper's Figure 1(b,c), neither the calmest nor the wildest."""
     pct = _site(h, layer, "act_in").unit_pct
     median = pct[:, :, 1].astype(np.float64)
     moves = np.abs(median[-1] - median[0])
@@ -465,12 +466,17 @@ def typical_unit(h: History, layer: int) -> int:
     return int(order[(len(order) - 1) // 2])
 
 
-def percentile_bands(twins: Twins, layer: int, unit: int) -> go.Figure:
+def percentile_bands(twins: Twins, layer: int, unit: int | None = None) -> go.Figure:
     """The paper's Figure 1(b,c): the 15th, 50th and 85th percentiles of one unit's activation
-    input over training (on the probe batch), plain and BN side by side on one y scale."""
+    input over training (on the probe batch), plain and BN side by side on one y scale.
+
+    ``unit`` None picks the plain run's ``typical_unit``, the same unit in both nets.
+    """
     act = _activation(twins)
     runs = list(twins)
     n_units = _layer(twins.plain, layer).units
+    if unit is None:
+        unit = typical_unit(twins.plain, layer)
     if not isinstance(unit, int | np.integer) or not 0 <= unit < n_units:
         raise ValueError(f"unit must be in 0..{n_units - 1}; got {unit!r}")
     lo, _, hi = (round(p * 100) for p in UNIT_LEVELS)

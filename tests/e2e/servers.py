@@ -71,7 +71,10 @@ def free_port() -> int:
 
 def streamlit_command() -> list[str]:
     """The project's venv streamlit, else the one next to this Python."""
-    for candidate in (REPO / ".venv" / "bin" / "streamlit", Path(sys.executable).parent / "streamlit"):
+    for candidate in (
+        REPO / ".venv" / "bin" / "streamlit",
+        Path(sys.executable).parent / "streamlit",
+    ):
         if candidate.exists():
             return [str(candidate)]
     return [sys.executable, "-m", "streamlit"]
@@ -177,7 +180,9 @@ def streamlit_server(**kwargs: Any) -> Iterator[Server]:
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
 
 
 def screenshot(page: Any, name: str) -> Path:

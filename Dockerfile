@@ -1,0 +1,40 @@
+# bnviz: the Streamlit app, its core and its precomputed runs, served offline on port 8501.
+# Build: docker build -t bnviz .    Run: docker run -p 8501:8501 bnviz
+# One image serves one replica; deploy/ runs several behind nginx with sticky sessions.
+FROM python:3.11.14-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    STREAMLIT_SERVER_HEADLESS=true \
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
+    STREAMLIT_SERVER_PORT=8501 \
+    STREAMLIT_SERVER_FILE_WATCHER_TYPE=none \
+    STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=true \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+
+WORKDIR /app
+
+# torch alone from the CPU-only index (PyPI's Linux wheel pulls gigabytes of CUDA); then the
+# pinned requirements from PyPI, where the CPU torch already satisfies torch==2.13.0.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+    && pip install --no-cache-dir -r requirements.txt \
+    && groupadd --gid 10001 bnviz \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin bnviz
+
+# Code and data stay owned by root: the app user can read them, not change them.
+COPY .streamlit/ ./.streamlit/
+COPY app.py ./
+COPY pages/ ./pages/
+COPY bnviz/ ./bnviz/
+COPY assets/ ./assets/
+
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).read() != b'ok')"]
+
+CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]
