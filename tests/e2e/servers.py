@@ -206,3 +206,66 @@ def assert_no_exception(page: Any) -> None:
     """Fail with the traceback text if Streamlit shows an exception box."""
     texts = exception_texts(page)
     assert not texts, "Streamlit showed an exception:\n" + "\n---\n".join(texts)
+
+
+NGINX_CONF = REPO / "deploy" / "nginx.conf"
+TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def render_nginx_conf(shipped: str, upstreams: list[str], port: int, prefix: Path) -> str:
+    """deploy/nginx.conf made runnable here by an unprivileged-path, foreground nginx.
+
+    Only what differs between Docker and this machine changes: the upstream ``server`` lines
+    (one per local backend, same parameters, less compose's DNS ``resolve``), the listen
+    address, and the pid, temp and user settings nginx needs under a private prefix. The maps,
+    hash key, headers and timeouts are the shipped ones, verbatim.
+    """
+    block = re.search(r"upstream\s+bnviz\s*\{.*?\n\s*\}", shipped, re.S)
+    if block is None:
+        raise ValueError("deploy/nginx.conf has no `upstream bnviz { ... }` block")
+    servers = re.findall(r"^(\s*)server\s+\S+([^;]*);", block.group(0), re.M)
+    if len(servers) != 1:
+        raise ValueError(f"expected one templated server line in upstream bnviz: {servers}")
+    indent, params = servers[0]
+    params = " ".join(p for p in params.split() if p != "resolve")
+    lines = "\n".join(f"{indent}server {addr} {params};" for addr in upstreams)
+    upstream = re.sub(r"^\s*server\s+\S+[^;]*;", lambda _: lines, block.group(0), flags=re.M)
+    conf = shipped.replace(block.group(0), upstream)
+    conf, listens = re.subn(r"^(\s*)listen\s+[^;]+;", rf"\g<1>listen 127.0.0.1:{port};", conf,
+                            flags=re.M)  # fmt: skip
+    if listens != 1:
+        raise ValueError(f"expected one listen directive, found {listens}")
+    conf = re.sub(r"^\s*(pid|user)\s+[^;]+;\n", "", conf, flags=re.M)
+    temp = "".join(f"    {name}_temp_path {prefix / name};\n" for name in TEMP_PATHS)
+    conf = re.sub(r"^http\s*\{\n", lambda m: m.group(0) + temp, conf, count=1, flags=re.M)
+    return f"user root;\npid {prefix / 'nginx.pid'};\n{conf}"
+
+
+def start_nginx(conf_text: str, prefix: Path, port: int, timeout: float = 30.0) -> Server:
+    """Debian's nginx in the foreground on ``conf_text``; its stdout (the access log, which
+    the shipped config sends to /dev/stdout) goes to ``prefix/access.log``."""
+    binary = nginx_binary()
+    if binary is None:
+        raise FileNotFoundError("nginx is not installed")
+    prefix.mkdir(parents=True, exist_ok=True)
+    for name in TEMP_PATHS:
+        (prefix / name).mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(conf_text)
+    base = [binary, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
+    check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise RuntimeError(f"nginx -t failed:\n{check.stderr}\n{conf_text}")
+    log = prefix / "access.log"
+    with open(log, "ab") as out, open(prefix / "stderr.log", "ab") as err:
+        proc = subprocess.Popen(
+            [*base, "-g", "daemon off;"], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        wait_http(f"{server.url}/nginx-health", "ok", timeout, proc, prefix / "stderr.log")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return server
