@@ -310,6 +310,27 @@ def run_experiment(module: str, cfg: Any) -> Any | None:
     return None
 
 
+@st.cache_resource(max_entries=256, ttl=3 * 3600, show_spinner=False)
+def _cached_figure(module: str, cfg_json: str, builder: str, args_json: str) -> Any:
+    import importlib
+
+    result = _cached_run(module, cfg_json)
+    mod, name = builder.split(":")
+    return getattr(importlib.import_module(mod), name)(result, *json.loads(args_json))
+
+
+def figure(module: str, cfg: Any, builder: Callable[..., Any], *args: Any) -> Any:
+    """``builder(result, *args)`` for an experiment's result, built once per server and shared.
+
+    Figures are pure functions of (config, view), and building the animated ones takes longer
+    than a rerun may; they are kept unpickled (cache_resource) and never modified afterwards.
+    Call it after ``run_experiment`` succeeded, so the result is already cached.
+    """
+    key = json.dumps(cfg.as_dict(), sort_keys=True)
+    path = f"{builder.__module__}:{builder.__name__}"
+    return _cached_figure(module, key, path, json.dumps(args))
+
+
 def divergence_notes(runs: Mapping[str, Any]) -> None:
     """Say plainly which runs diverged and when: divergence is a result, not a crash."""
     for name, h in runs.items():

@@ -11,33 +11,86 @@ from bnviz.store import loss_csv, records_csv, twins_to_npz
 PAGE = "drift"
 D = drift.DEFAULTS
 CONTROLS = [
-    ui.Control("lr", "Learning rate", "grid", D["lr"], options=ui.log_grid(1e-3, 30),
-               help="Log scale. Both nets use the same rate."),
-    ui.Control("activation", "Activation", "choice", D["activation"],
-               options=("sigmoid", "tanh", "relu"),
-               labels={"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"}),
+    ui.Control(
+        "lr",
+        "Learning rate",
+        "grid",
+        D["lr"],
+        options=ui.log_grid(1e-3, 30),
+        help="Log scale. Both nets use the same rate.",
+    ),
+    ui.Control(
+        "activation",
+        "Activation",
+        "choice",
+        D["activation"],
+        options=("sigmoid", "tanh", "relu"),
+        labels={"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"},
+    ),
     ui.Control("depth", "Hidden layers", "int", D["depth"], lo=1, hi=6, step=1),
-    ui.Control("width", "Units per hidden layer", "grid", D["width"],
-               options=(8, 16, 32, 50, 64, 100, 128, 200, 256)),
-    ui.Control("init_scale", "Initial weight scale", "grid", D["init_scale"],
-               options=ui.log_grid(0.1, 30),
-               help="Multiplies the small Gaussian initialization (std 0.01)."),
-    ui.Control("batch_size", "Batch size", "grid", D["batch_size"],
-               options=(4, 8, 16, 32, 60, 64, 128, 256, 512)),
-    ui.Control("steps", "Training steps", "grid", D["steps"],
-               options=(200, 500, 1000, 2000, 3000, 5000, 10000, 20000, 50000),
-               help="Up to 50,000; long runs take a while unless precomputed."),
-    ui.Control("dataset", "Dataset", "choice", D["dataset"],
-               options=("digits", "moons", "circles", "spirals", "xor", "blobs"),
-               labels={"digits": "handwritten digits (8x8)", "moons": "two moons (2-D)",
-                       "circles": "circles (2-D)", "spirals": "spirals (2-D)",
-                       "xor": "XOR (2-D)", "blobs": "blobs (2-D)"}),
-    ui.Control("seed", "Seed", "int", D["seed"], lo=0, hi=99, step=1,
-               help="Initial weights and batch order; the same seed gives the same pictures."),
-    ui.Control("placement", "BN placement", "choice", D["placement"],
-               options=("before", "after"),
-               labels={"before": "before the nonlinearity (paper)",
-                       "after": "after the nonlinearity"}),
+    ui.Control(
+        "width",
+        "Units per hidden layer",
+        "grid",
+        D["width"],
+        options=(8, 16, 32, 50, 64, 100, 128, 200, 256),
+    ),
+    ui.Control(
+        "init_scale",
+        "Initial weight scale",
+        "grid",
+        D["init_scale"],
+        options=ui.log_grid(0.1, 30),
+        help="Multiplies the small Gaussian initialization (std 0.01).",
+    ),
+    ui.Control(
+        "batch_size",
+        "Batch size",
+        "grid",
+        D["batch_size"],
+        options=(4, 8, 16, 32, 60, 64, 128, 256, 512),
+    ),
+    ui.Control(
+        "steps",
+        "Training steps",
+        "grid",
+        D["steps"],
+        options=(200, 500, 1000, 2000, 3000, 5000, 10000, 20000, 50000),
+        help="Up to 50,000; long runs take a while unless precomputed.",
+    ),
+    ui.Control(
+        "dataset",
+        "Dataset",
+        "choice",
+        D["dataset"],
+        options=("digits", "moons", "circles", "spirals", "xor", "blobs"),
+        labels={
+            "digits": "handwritten digits (8x8)",
+            "moons": "two moons (2-D)",
+            "circles": "circles (2-D)",
+            "spirals": "spirals (2-D)",
+            "xor": "XOR (2-D)",
+            "blobs": "blobs (2-D)",
+        },
+    ),
+    ui.Control(
+        "seed",
+        "Seed",
+        "int",
+        D["seed"],
+        lo=0,
+        hi=99,
+        step=1,
+        help="Initial weights and batch order; the same seed gives the same pictures.",
+    ),
+    ui.Control(
+        "placement",
+        "BN placement",
+        "choice",
+        D["placement"],
+        options=("before", "after"),
+        labels={"before": "before the nonlinearity (paper)", "after": "after the nonlinearity"},
+    ),
     ui.Control("layer", "Layer", "int", 3, lo=1, hi=6, step=1, where="view"),
     ui.Control("site", "Where", "choice", "act_in", options=("act_in", "bn_in"), where="view"),
     ui.Control("unit", "Unit", "int", -1, lo=-1, hi=255, step=1, where="view"),
@@ -66,13 +119,18 @@ act = label("act_in", values["activation"])
 depth = len(cfg.hidden)
 cols = st.columns(4)
 for col, h in zip(cols[:2], twins, strict=True):
-    col.metric(f"{h.label} net: test accuracy", f"{h.test_acc[-1]:.1%}",
-               help=f"On the whole test split after {h.record_steps[-1]:,} steps.")
+    col.metric(
+        f"{h.label} net: test accuracy",
+        f"{h.test_acc[-1]:.1%}",
+        help=f"On the whole test split after {h.record_steps[-1]:,} steps.",
+    )
 for col, h in zip(cols[2:], twins, strict=True):
     reached = drift.steps_to_accuracy(h, drift.TARGET_ACC)
-    col.metric(f"{h.label} net: steps to {drift.TARGET_ACC:.0%}",
-               "not reached" if reached is None else f"{reached:,}",
-               help="The first recorded step at which test accuracy reached the target.")
+    col.metric(
+        f"{h.label} net: steps to {drift.TARGET_ACC:.0%}",
+        "not reached" if reached is None else f"{reached:,}",
+        help="The first recorded step at which test accuracy reached the target.",
+    )
 ui.divergence_notes({"plain": twins.plain, "BN": twins.bn})
 
 st.subheader("Inside one hidden layer")
@@ -80,10 +138,14 @@ left, mid, right = st.columns([2, 2, 3])
 layer_key = ui.key_of(PAGE, "layer")
 if st.session_state[layer_key] > depth:
     st.session_state[layer_key] = depth
-layer = left.segmented_control("Hidden layer", list(range(1, depth + 1)), key=layer_key,
-                               required=True)
+layer = left.segmented_control(
+    "Hidden layer", list(range(1, depth + 1)), key=layer_key, required=True
+)
 site = mid.segmented_control(
-    "Distribution of", ["act_in", "bn_in"], key=ui.key_of(PAGE, "site"), required=True,
+    "Distribution of",
+    ["act_in", "bn_in"],
+    key=ui.key_of(PAGE, "site"),
+    required=True,
     format_func=lambda s: f"{act} (after BN)" if s == "act_in" else "BN input (Linear output)",
     help="For the plain net both are the Linear output: it has no BN.",
 )
@@ -93,9 +155,9 @@ right.caption(
 )
 tab_anim, tab_ridge = st.tabs(["Animated histograms", "All steps at once"])
 with tab_anim:
-    ui.chart(figs.twin_histograms(twins, layer, site), key="hist")
+    ui.chart(ui.figure(PAGE, cfg, figs.twin_histograms, layer, site), key="hist")
 with tab_ridge:
-    ui.chart(figs.ridge(twins, layer, site), key="ridge")
+    ui.chart(ui.figure(PAGE, cfg, figs.ridge, layer, site), key="ridge")
 
 st.subheader("The paper's Figure 1, reproduced")
 st.markdown(
@@ -110,29 +172,37 @@ if st.session_state[unit_key] >= width:
     st.session_state[unit_key] = -1
 typical = figs.typical_unit(twins.plain, depth)
 unit = st.selectbox(
-    f"Unit of hidden layer {depth}", list(range(-1, width)), key=unit_key,
+    f"Unit of hidden layer {depth}",
+    list(range(-1, width)),
+    key=unit_key,
     format_func=lambda u: f"a typical unit (#{typical}, median drift)" if u < 0 else f"#{u}",
 )
 fig_a, fig_bc = st.columns([2, 3])
 with fig_a:
-    ui.chart(figs.accuracy_curves(twins), key="acc")
+    ui.chart(ui.figure(PAGE, cfg, figs.accuracy_curves), key="acc")
 with fig_bc:
-    ui.chart(figs.percentile_bands(twins, depth, typical if unit < 0 else unit), key="bands")
+    ui.chart(
+        ui.figure(PAGE, cfg, figs.percentile_bands, depth, typical if unit < 0 else unit),
+        key="bands",
+    )
 
 st.subheader("How much does each layer move?")
 c1, c2 = st.columns(2)
 with c1:
-    metric = st.radio("Drift measured against", ["drift_prev", "drift_init"], horizontal=True,
-                      format_func=lambda m: {"drift_prev": "the previous record",
-                                             "drift_init": "step 0"}[m])
-    ui.chart(figs.drift_over_time(twins, metric), key="drift")
+    metric = st.radio(
+        "Drift measured against",
+        ["drift_prev", "drift_init"],
+        horizontal=True,
+        format_func=lambda m: {"drift_prev": "the previous record", "drift_init": "step 0"}[m],
+    )
+    ui.chart(ui.figure(PAGE, cfg, figs.drift_over_time, metric), key="drift")
 with c2:
-    ui.chart(figs.mean_std_over_time(twins, layer, "act_in"), key="meanstd")
+    ui.chart(ui.figure(PAGE, cfg, figs.mean_std_over_time, layer, "act_in"), key="meanstd")
 c3, c4 = st.columns(2)
 with c3:
-    ui.chart(figs.saturation_over_time(twins), key="sat")
+    ui.chart(ui.figure(PAGE, cfg, figs.saturation_over_time), key="sat")
 with c4:
-    ui.chart(figs.loss_curves(twins), key="loss")
+    ui.chart(ui.figure(PAGE, cfg, figs.loss_curves), key="loss")
 
 ui.notice_box(
     "What to notice",
