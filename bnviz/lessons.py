@@ -19,14 +19,14 @@ LESSONS = (
         "home",
         "Internal covariate shift, visualized",
         ":material/home:",
-        "pages/home.py",
+        "app_pages/home.py",
         "Start here: what this app shows and why.",
     ),
     Lesson(
         "drift",
         "Distribution drift",
         ":material/animation:",
-        "pages/drift.py",
+        "app_pages/drift.py",
         "Watch every hidden layer's input distribution move during training, plain vs BN, "
         "in two real networks trained side by side (the paper's Figure 1, live).",
     ),
@@ -42,7 +42,7 @@ LESSONS = (
         "scale",
         "Scale invariance and gamma/beta",
         ":material/straighten:",
-        "pages/scale.py",
+        "app_pages/scale.py",
         "BN(aWu) = BN(Wu): larger weights get smaller gradients, the effective learning rate "
         "falls by itself, and gamma and beta take over a unit's scale and offset.",
     ),

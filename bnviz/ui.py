@@ -37,6 +37,14 @@ def log_grid(lo: float, hi: float, mantissas: Sequence[float] = (1, 1.5, 2, 3, 5
     return tuple(sorted(set(out)))
 
 
+def _grid_distance(option: float, number: float) -> float:
+    """Distance on a log scale where both are positive (how grids are spaced), else plain; a
+    positive number is always nearer to a positive option than to zero or a negative one."""
+    if option > 0 and number > 0:
+        return abs(math.log(option / number))
+    return abs(option - number) + (1e9 if number > 0 else 0.0)
+
+
 def fmt_number(v: Any) -> str:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return str(v)
@@ -120,10 +128,7 @@ class Control:
                 raise ValueError(
                     f"{self.name} must be between {fmt_number(lo)} and {fmt_number(hi)}"
                 )
-            value = min(
-                self.options,
-                key=lambda o: abs(math.log(o / number)) if number > 0 else abs(o - number),
-            )
+            value = min(self.options, key=lambda o: _grid_distance(o, number))
         else:
             self.check(number)
             value = self.lo + round((number - self.lo) / self.step) * self.step
@@ -138,23 +143,18 @@ class Control:
             return "1" if value else "0"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    def widget(self, key: str, container: Any) -> Any:
+    def widget(self, key: str, container: Any, disabled: bool = False) -> Any:
         label = self.label
         fmt = lambda v: self.labels.get(v, fmt_number(v))  # noqa: E731
+        common = dict(key=key, help=self.help, disabled=disabled)
         if self.kind == "grid":
-            return container.select_slider(
-                label, self.options, key=key, format_func=fmt, help=self.help
-            )
+            return container.select_slider(label, self.options, format_func=fmt, **common)
         if self.kind == "choice":
-            return container.selectbox(
-                label, self.options, key=key, format_func=fmt, help=self.help
-            )
+            return container.selectbox(label, self.options, format_func=fmt, **common)
         if self.kind == "bool":
-            return container.toggle(label, key=key, help=self.help)
+            return container.toggle(label, **common)
         cast = int if self.kind == "int" else float
-        return container.slider(
-            label, cast(self.lo), cast(self.hi), step=cast(self.step), key=key, help=self.help
-        )
+        return container.slider(label, cast(self.lo), cast(self.hi), step=cast(self.step), **common)
 
 
 def read_query(

@@ -99,3 +99,12 @@ def test_small_helpers():
     assert slug("Paper Figure 1") == "paper-figure-1"
     assert fmt_number(50000) == "50,000" and fmt_number(0.005) == "0.005"
     assert fmt_number(2.0) == "2" and fmt_number("relu") == "relu"
+
+
+def test_a_grid_may_hold_zero():
+    decay = Control("wd", "Weight decay", "grid", 0.0, options=(0.0, 1e-4, 1e-3, 1e-2))
+    assert decay.parse("0")[0] == 0.0
+    assert decay.parse("0.001")[0] == 1e-3
+    value, note = decay.parse("0.0004")
+    assert value == 1e-3 or value == 1e-4
+    assert note is not None

@@ -30,7 +30,7 @@ def learning_rate_slider(page):
     """The thumb of the first slider labelled like a learning rate, or None."""
     for slider in page.locator('[data-testid="stSlider"]').all():
         if "learning rate" in slider.inner_text().lower():
-            return slider.locator('[role="slider"]').first
+            return slider.locator('input[type="range"]').first
     return None
 
 
