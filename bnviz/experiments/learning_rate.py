@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bnviz.sweep import sweep, sweep_parallel
+from bnviz.sweep import sweep_parallel
 from bnviz.train import History, TrainConfig, Twins, load_data
 
 Array = np.ndarray
@@ -39,7 +39,7 @@ RECORDS = 50  # accuracy records per two-slider run
 
 SWEEP_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 GRID_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
-GRID_SCALES = (0.3, 1.0, 3.0, 10.0, 30.0)
+GRID_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)
 
 DEFAULTS = dict(
     lr_plain=1.0,
@@ -129,8 +129,12 @@ class Curves:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": "curves", "base": self.base.as_dict(), "lr_plain": self.lr_plain,
-                "lr_bn": self.lr_bn}
+        return {
+            "kind": "curves",
+            "base": self.base.as_dict(),
+            "lr_plain": self.lr_plain,
+            "lr_bn": self.lr_bn,
+        }
 
 
 @dataclass(frozen=True)
@@ -175,26 +179,37 @@ class Grid:
         ]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": "grid", "base": self.base.as_dict(), "lrs": list(self.lrs),
-                "scales": list(self.scales)}
+        return {
+            "kind": "grid",
+            "base": self.base.as_dict(),
+            "lrs": list(self.lrs),
+            "scales": list(self.scales),
+        }
 
 
 def curves(values: dict[str, Any]) -> Curves:
     """The two-slider runs from the page's control values."""
-    base = base_config(values["activation"], values["depth"], values["init_scale"],
-                       values["steps"], values["seed"])
+    base = base_config(
+        values["activation"], values["depth"], values["init_scale"], values["steps"], values["seed"]
+    )
     return Curves(base, values["lr_plain"], values["lr_bn"])
 
 
 def lr_sweep(values: dict[str, Any]) -> Sweep:
-    base = base_config(values["activation"], values["depth"], values["init_scale"],
-                       values["sweep_steps"], values["seed"])
+    base = base_config(
+        values["activation"],
+        values["depth"],
+        values["init_scale"],
+        values["sweep_steps"],
+        values["seed"],
+    )
     return Sweep(base)
 
 
 def grid(values: dict[str, Any]) -> Grid:
-    base = base_config(values["activation"], values["depth"], 1.0, values["grid_steps"],
-                       values["seed"])
+    base = base_config(
+        values["activation"], values["depth"], 1.0, values["grid_steps"], values["seed"]
+    )
     return Grid(base)
 
 
@@ -309,10 +324,18 @@ class GridResult:
 # --------------------------------------------------------------------------- running
 
 
-def _both(plain: list[TrainConfig], bn: list[TrainConfig],
-          progress: Progress | None) -> tuple[list[History], list[History]]:
-    """Train the plain and the BN configs, both groups at once on the two cores."""
-    histories = sweep_parallel([*plain, *bn], progress=progress, workers=2)
+def _both(
+    plain: list[TrainConfig], bn: list[TrainConfig], progress: Progress | None
+) -> tuple[list[History], list[History]]:
+    """Train the plain and the BN configs through the sweep engine, on both cores when the
+    work is large enough. Progress is reported in steps per run (the engine counts the steps of
+    all runs together), so the bar reads "step 600 of 1,000" rather than "12,000 of 20,000"."""
+    n = len(plain) + len(bn)
+
+    def per_run(done: int, total: int) -> None:
+        progress(done // n, total // n)
+
+    histories = sweep_parallel([*plain, *bn], progress=per_run if progress else None, workers=2)
     return histories[: len(plain)], histories[len(plain) :]
 
 
@@ -327,14 +350,16 @@ def run(cfg: Curves | Sweep | Grid, progress: Progress | None = None) -> Any:
     if isinstance(cfg, Sweep):
         return SweepResult(np.array(cfg.lrs), outcomes(plain, chance), outcomes(bn, chance))
     if isinstance(cfg, Grid):
-        return GridResult(np.array(cfg.lrs), np.array(cfg.scales), outcomes(plain, chance),
-                          outcomes(bn, chance))
+        return GridResult(
+            np.array(cfg.lrs), np.array(cfg.scales), outcomes(plain, chance), outcomes(bn, chance)
+        )
     raise TypeError(f"not a learning-rate experiment: {cfg!r}")
 
 
 def _light(h: History) -> History:
-    """The run without its final weights, which nothing on the page shows (smaller cache)."""
-    return replace(h, final_state={})
+    """The run without its final weights and per-layer records, which nothing on this page
+    shows: a cached result of about 10 kB instead of over a megabyte."""
+    return replace(h, final_state={}, layers=[])
 
 
 # --------------------------------------------------------------------------- tables
@@ -342,14 +367,22 @@ def _light(h: History) -> History:
 
 def sweep_csv(result: SweepResult | GridResult) -> str:
     """One row per run: its net, rate, initial scale and how it ended."""
-    rows = ["net,learning_rate,init_scale,steps,outcome,diverged_at,first_loss,final_loss,"
-            "final_test_acc"]
+    rows = [
+        "net,learning_rate,init_scale,steps,outcome,diverged_at,first_loss,final_loss,"
+        "final_test_acc"
+    ]
     for name, o in result:
         for i in range(len(o.lr)):
             cells = [
-                name, f"{o.lr[i]:g}", f"{o.init_scale[i]:g}", str(o.steps), o.outcome[i],
+                name,
+                f"{o.lr[i]:g}",
+                f"{o.init_scale[i]:g}",
+                str(o.steps),
+                o.outcome[i],
                 "" if o.diverged_at[i] < 0 else str(int(o.diverged_at[i])),
-                _num(o.first_loss[i]), _num(o.final_loss[i]), _num(o.final_acc[i]),
+                _num(o.first_loss[i]),
+                _num(o.final_loss[i]),
+                _num(o.final_acc[i]),
             ]
             rows.append(",".join(cells))
     return "\n".join(rows) + "\n"
@@ -379,8 +412,12 @@ IMAGENET = (
     ("BN-Baseline", "13.3M", "72.7%", "Inception with BN before each nonlinearity"),
     ("BN-x5", "2.1M", "73.0%", "BN, initial rate 5x (0.0075), the accelerations below"),
     ("BN-x30", "2.7M", "74.8%", "BN, initial rate 30x (0.045)"),
-    ("BN-x5-Sigmoid", "never", "69.8%",
-     "sigmoid instead of ReLU; without BN, sigmoid Inception never beat 1/1000"),
+    (
+        "BN-x5-Sigmoid",
+        "not reached",
+        "69.8%",
+        "sigmoid instead of ReLU; without BN, sigmoid Inception never beat 1/1000",
+    ),
 )
 ACCELERATIONS = (
     "Increase the learning rate.",
@@ -391,3 +428,37 @@ ACCELERATIONS = (
     "Shuffle training examples more thoroughly.",
     "Reduce photometric distortions.",
 )
+
+
+# --------------------------------------------------------------------------- words from results
+
+
+def _ranges(rates: Array, mask: Array) -> list[str]:
+    """Runs of consecutive grid rates where ``mask`` holds, as "0.001 to 0.3" or "3"."""
+    out, start = [], None
+    for i, on in enumerate([*mask.tolist(), False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            a, b = rates[start], rates[i - 1]
+            out.append(f"{a:g}" if start == i - 1 else f"{a:g} to {b:g}")
+            start = None
+    return out
+
+
+def describe(o: Outcomes) -> str:
+    """Where along a sweep a net learned, stalled and diverged, in words, e.g. "learned at
+    rates 1 to 3; stalled at 0.001 to 0.3 and 10 to 30". Runs must be in increasing rate."""
+    ends = o.outcome
+    parts = []
+    for what in ("learned", "stalled", "diverged"):
+        spans = _ranges(o.lr, ends == what)
+        if spans:
+            parts.append(f"{what} at {' and '.join(spans)}")
+    return "; ".join(parts)
+
+
+def counts(o: Outcomes) -> dict[str, int]:
+    """How many runs learned, stalled and diverged."""
+    ends = o.outcome
+    return {what: int(np.sum(ends == what)) for what in ("learned", "stalled", "diverged")}
