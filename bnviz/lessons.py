@@ -34,7 +34,7 @@ LESSONS = (
         "learning-rate",
         "Learning rate: why BN lets you go faster",
         ":material/speed:",
-        "pages/learning_rate.py",
+        "app_pages/learning_rate.py",
         "Give each net its own learning rate and push BN far past where the plain net dies; "
         "sweep the rate and the initial scale in seconds.",
     ),
