@@ -33,9 +33,13 @@ def _ones(m: int, dtype: np.dtype) -> Array:
 
 
 def batch_sum(x: Array) -> Array:
-    """Sum over the batch axis, shaped to broadcast back against x ((D,) or (K, 1, D))."""
-    s = np.dot(_ones(x.shape[-2], x.dtype), x)
-    return s if x.ndim == 2 else s[..., None, :]
+    """Sum over the batch axis, shaped to broadcast back against x ((D,) or (K, 1, D)).
+
+    A product with a vector of ones: BLAS, several times cheaper than a reduction here. Stacks
+    go through matmul (np.dot's N-d path is slow), which sums each slice as the 2-D call does.
+    """
+    ones = _ones(x.shape[-2], x.dtype)
+    return np.dot(ones, x) if x.ndim == 2 else np.matmul(ones[None, :], x)
 
 
 def batch_dot(a: Array, b: Array) -> Array:
@@ -333,7 +337,8 @@ def softmax_cross_entropy(logits: Array, y: Array) -> tuple[float | Array, Array
     n, c = logits.shape[-2:]
     z = logits - _row_max(logits)
     e = np.exp(z)
-    s = np.dot(e, _ones(c, e.dtype))
+    ones = _ones(c, e.dtype)
+    s = np.dot(e, ones) if e.ndim == 2 else np.matmul(e, ones[:, None])[..., 0]
     loss = (np.add.reduce(np.log(s), axis=-1) - np.add.reduce(_pick(z, y), axis=-1)) * (1.0 / n)
     e /= s[..., None]
     if logits.ndim == 2:

@@ -354,7 +354,8 @@ def drive(runs: list[Run], progress: Progress | None) -> None:
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> History:
     """Train one net as configured; ``progress(done, total)`` is called as steps complete."""
-    run = Run(cfg, load_data(cfg))
+    with single_threaded_blas():  # Run records step 0 as it is built
+        run = Run(cfg, load_data(cfg))
     drive([run], progress)
     return run.history()
 
@@ -375,10 +376,11 @@ def train_twins(cfg: TrainConfig, progress: Progress | None = None) -> Twins:
     start at zero. Everything else in ``cfg`` is shared; ``cfg.batchnorm`` is ignored.
     """
     data = load_data(cfg)
-    plain = Run(replace(cfg, batchnorm=False), data)
-    bn_cfg = replace(cfg, batchnorm=True)
-    bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
-    bn_model.copy_weights_from(plain.model)
-    bn = Run(bn_cfg, data, bn_model)
+    with single_threaded_blas():  # Run records step 0 as it is built
+        plain = Run(replace(cfg, batchnorm=False), data)
+        bn_cfg = replace(cfg, batchnorm=True)
+        bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
+        bn_model.copy_weights_from(plain.model)
+        bn = Run(bn_cfg, data, bn_model)
     drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())
