@@ -1,8 +1,9 @@
 """A process-wide limit on concurrent training jobs, fair to whoever asked first.
 
 A classroom server gets thirty "train" clicks at once; running them all together would make
-every one of them slow and push memory up. Jobs take a slot (about one per core) in arrival
-order, and a waiting job is told how many are ahead of it, so its page never looks frozen.
+every one of them slow and push memory up. A job takes as many trainers as it trains nets at
+once (one worker process per core, see ``bnviz.workers``), in arrival order, and a waiting job
+is told how many are ahead of it, so its page never looks frozen.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ class TrainerPool:
 
     @contextmanager
     def slot(
-        self, on_wait: Callable[[int], None] | None = None, poll: float = 0.25
+        self, on_wait: Callable[[int], None] | None = None, poll: float = 0.25, need: int = 1
     ) -> Iterator[None]:
-        """Hold a trainer for the duration of the block. While waiting, ``on_wait(ahead)`` is
-        called whenever the number of jobs ahead in line changes (and once at the start)."""
+        """Hold ``need`` trainers (at most all of them) for the duration of the block. While
+        waiting, ``on_wait(ahead)`` is called whenever the number of jobs ahead in line changes
+        (and once at the start)."""
+        need = max(1, min(need, self.slots))
         ticket = object()
         with self._cond:
             self._waiting.append(ticket)
@@ -44,9 +47,9 @@ class TrainerPool:
         try:
             while True:
                 with self._cond:
-                    if self._waiting[0] is ticket and self._active < self.slots:
+                    if self._waiting[0] is ticket and self._active + need <= self.slots:
                         self._waiting.popleft()
-                        self._active += 1
+                        self._active += need
                         break
                     ahead = self._waiting.index(ticket)
                 if on_wait is not None and ahead != last_ahead:
@@ -64,7 +67,7 @@ class TrainerPool:
             yield
         finally:
             with self._cond:
-                self._active -= 1
+                self._active -= need
                 self._cond.notify_all()
 
 

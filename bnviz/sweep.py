@@ -18,24 +18,16 @@ step with torch tensors (CUDA when available).
 
 from __future__ import annotations
 
-import itertools
 import math
-import multiprocessing
-import queue
-import sys
-import threading
 import time
-import types
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from functools import lru_cache
 
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
+from bnviz import workers as worker_pool
 from bnviz.blas import single_threaded_blas
 from bnviz.data import BatchSampler, Dataset
 from bnviz.optim import learning_rate
@@ -563,32 +555,14 @@ def sweep(configs: Sequence[TrainConfig], progress: Progress | None = None) -> l
 
 
 # --------------------------------------------------------------------------- parallel
-# Worker processes are started once and kept for later calls: a start costs ~0.4 s the first
-# time (the fork server imports numpy, scipy and bnviz), then ~20 ms per worker plus the
-# re-import of the main script that multiprocessing does in every new process (~0.35 s under
-# ``streamlit run``). A kept worker costs nothing while idle.
+# Shares run in the kept worker processes of ``bnviz.workers`` (started once, ~0.5 s the first
+# time): the calling process only waits and relays progress, so a server's threads stay free.
 
 Share = list[tuple[list[int], list[TrainConfig], Dataset]]  # one process's stacks of runs
 
-_progress_queue = None  # in a worker process: where it posts (call, worker, net-steps done)
-_pool: ProcessPoolExecutor | None = None
-_pool_size = 0
-_pool_queue = None
-_pool_lock = threading.Lock()
-_calls = itertools.count()
-_mailbox: dict[int, dict[int, int]] = {}  # call -> worker -> latest progress
 
-
-def _init_worker(q) -> None:
-    global _progress_queue
-    _progress_queue = q
-
-
-def _run_share(
-    share: Share, worker: int, report: Callable[[int], None] | None = None, call: int = -1
-) -> list[History]:
-    """Train each stack of a share in turn. Progress counts net-steps over the whole share and
-    goes to ``report``, or (in a worker process) onto the progress queue."""
+def _run_share(share: Share, progress: Callable[[int], None] | None = None) -> list[History]:
+    """Train each stack of a share in turn; progress counts net-steps over the whole share."""
     out: list[History] = []
     offset = 0
     for _, configs, data in share:
@@ -597,84 +571,12 @@ def _run_share(
         def on_progress(
             done: int, total: int, offset: int = offset, k: int = k, steps: int = configs[0].steps
         ) -> None:
-            value = offset + done * k * steps // total
-            if report is not None:
-                report(value)
-            elif _progress_queue is not None:
-                _progress_queue.put((call, worker, value))
+            if progress is not None:
+                progress(offset + done * k * steps // total)
 
         out += _sweep(configs, data, on_progress)
         offset += k * configs[0].steps
     return out
-
-
-def _mp_context():
-    """forkserver where it exists: workers fork from a server that has imported bnviz once, and
-    nothing is forked from a threaded process (the Streamlit server). spawn elsewhere."""
-    try:
-        ctx = multiprocessing.get_context("forkserver")
-    except ValueError:
-        return multiprocessing.get_context("spawn")
-    ctx.set_forkserver_preload(["bnviz.sweep"])  # used when the server starts
-    return ctx
-
-
-@contextmanager
-def _bare_main() -> Iterator[None]:
-    """Start processes as if the parent had no main script. A new worker re-imports the
-    parent's ``__main__``; under ``streamlit run`` that is the app script being run, which
-    would draw the app in a process with no browser session."""
-    saved = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = saved
-
-
-def start_workers(workers: int = 2) -> ProcessPoolExecutor:
-    """The kept pool of ``workers - 1`` processes, started (or grown) if needed. Call it ahead
-    of time (e.g. at app start) so that the first sweep does not wait for the start."""
-    global _pool, _pool_size, _pool_queue
-    n = max(1, workers - 1)
-    with _pool_lock:
-        if _pool is None or _pool_size < n:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            ctx = _mp_context()
-            _pool_queue = ctx.Queue()
-            _pool = ProcessPoolExecutor(
-                n, mp_context=ctx, initializer=_init_worker, initargs=(_pool_queue,)
-            )
-            _pool_size = n
-            with _bare_main():  # the pool's processes start on these first submits
-                for _ in range(n):
-                    _pool.submit(int)
-        return _pool
-
-
-def stop_workers() -> None:
-    """End the kept worker processes (they also end with this process)."""
-    global _pool, _pool_size, _pool_queue
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=True, cancel_futures=True)
-            _pool_queue.close()
-        _pool, _pool_size, _pool_queue = None, 0, None
-
-
-def _collect(call: int) -> dict[int, int]:
-    """This call's latest progress per worker; messages of concurrent calls are kept for them."""
-    with _pool_lock:
-        q = _pool_queue
-        while q is not None:
-            try:
-                c, worker, value = q.get_nowait()
-            except queue.Empty:
-                break
-            if c in _mailbox:  # a call that has ended has no box: its late messages drop
-                _mailbox[c][worker] = value
-        return dict(_mailbox.get(call, {}))
 
 
 def plan_shares(configs: Sequence[TrainConfig], workers: int) -> list[Share]:
@@ -698,12 +600,12 @@ def plan_shares(configs: Sequence[TrainConfig], workers: int) -> list[Share]:
 def sweep_parallel(
     configs: Sequence[TrainConfig], progress: Progress | None = None, workers: int = 2
 ) -> list[History]:
-    """Train any configs (grouped into compatible stacks) over ``workers`` processes, this one
-    included; one History per config, in order, each equal to ``train``'s.
+    """Train any configs (grouped into compatible stacks) over ``workers`` processes; one
+    History per config, in order, each equal to ``train``'s.
 
     Small jobs (under MIN_PARALLEL_MACS of work, MIN_PARALLEL_MACS_WARM once the workers are
-    up) and ``workers=1`` stay in this process; the worker processes are kept for later calls
-    (see ``start_workers``, ``stop_workers``).
+    up) and ``workers=1`` stay in this process; otherwise every share runs in a kept worker
+    process of ``bnviz.workers``.
     ``progress(done, total)`` counts net-steps (a step of one run) over all configs.
     """
     configs = list(configs)
@@ -720,8 +622,7 @@ def sweep_parallel(
         for _, cfgs, d in share
         for cfg in cfgs
     )
-    with _pool_lock:
-        warm = _pool is not None and _pool_size >= len(shares) - 1
+    warm = worker_pool.is_running(len(shares))
     if work < (MIN_PARALLEL_MACS_WARM if warm else MIN_PARALLEL_MACS):
         shares = plan_shares(configs, 1)
     total = sum(cfg.steps for cfg in configs)
@@ -732,10 +633,13 @@ def sweep_parallel(
         if progress:
             progress(min(total, sum(done)), total)
 
+    if progress:
+        progress(0, total)
     if len(shares) == 1:
-        results = [_run_share(shares[0], 0, lambda d: report(0, d))]
+        results = [_run_share(shares[0], lambda d: report(0, d))]
     else:
-        results = _run_shares_in_processes(shares, report)
+        calls = [(_run_share, (share,), {}) for share in shares]
+        results = worker_pool.run_many(calls, lambda j, values: report(j, values[0]))
     out: list[History | None] = [None] * len(configs)
     for j, (share, histories) in enumerate(zip(shares, results, strict=True)):
         indices = [i for idx, _, _ in share for i in idx]
@@ -744,55 +648,6 @@ def sweep_parallel(
         # a worker's last progress message may trail its result: settle the count from results
         report(j, sum(len(idx) * max(out[i].steps_done for i in idx) for idx, _, _ in share))
     return out
-
-
-def _run_shares_in_processes(
-    shares: list[Share], report: Callable[[int, int], None]
-) -> list[list[History]]:
-    """Share 0 runs here while the kept workers take the others; their progress messages are
-    collected between this process's chunks and while waiting for them."""
-    call = next(_calls)
-    with _pool_lock:
-        _mailbox[call] = {}
-
-    def poll() -> None:
-        for worker, value in _collect(call).items():
-            report(worker, value)
-
-    futures = None
-    for _ in range(2):  # a pool broken by an earlier crash is replaced once
-        try:
-            pool = start_workers(len(shares))
-            futures = [pool.submit(_run_share, s, j, None, call) for j, s in enumerate(shares) if j]
-            break
-        except BrokenProcessPool:
-            stop_workers()
-        except (OSError, RuntimeError):  # no processes can be started here
-            break
-    try:
-        if futures is None:
-            return [_run_share(s, j, lambda d, j=j: report(j, d)) for j, s in enumerate(shares)]
-
-        def here(d: int) -> None:
-            poll()
-            report(0, d)
-
-        results = [_run_share(shares[0], 0, here)]
-        for j, fut in enumerate(futures, start=1):
-            while True:
-                try:
-                    results.append(fut.result(timeout=0.05))
-                    break
-                except TimeoutError:
-                    poll()
-                except BrokenProcessPool:  # a worker died: redo its share here
-                    results.append(_run_share(shares[j], j, lambda d, j=j: report(j, d)))
-                    break
-        poll()
-    finally:
-        with _pool_lock:
-            _mailbox.pop(call, None)
-    return results
 
 
 # --------------------------------------------------------------------------- torch

@@ -369,18 +369,45 @@ class Twins:
         return iter((self.plain, self.bn))
 
 
-def train_twins(cfg: TrainConfig, progress: Progress | None = None) -> Twins:
+def train_twins(
+    cfg: TrainConfig, progress: Progress | None = None, parallel: bool = False
+) -> Twins:
     """A plain and a BN net, same initial weight matrices, same batch sequence, in lockstep.
 
     The BN net's hidden Linear layers have no bias (beta replaces it); the plain net's biases
-    start at zero. Everything else in ``cfg`` is shared; ``cfg.batchnorm`` is ignored.
+    start at zero. Everything else in ``cfg`` is shared; ``cfg.batchnorm`` is ignored. With
+    ``parallel`` the two nets train at once in two worker processes (``bnviz.workers``): the
+    same results, since each net is a pure function of its config and seed (the initial
+    weights are drawn before any bias or BN parameter, so they are identical by construction).
     """
+    plain_cfg, bn_cfg = replace(cfg, batchnorm=False), replace(cfg, batchnorm=True)
+    if parallel:
+        return _train_twins_in_workers(plain_cfg, bn_cfg, progress)
     data = load_data(cfg)
     with single_threaded_blas():  # Run records step 0 as it is built
-        plain = Run(replace(cfg, batchnorm=False), data)
-        bn_cfg = replace(cfg, batchnorm=True)
+        plain = Run(plain_cfg, data)
         bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
         bn_model.copy_weights_from(plain.model)
         bn = Run(bn_cfg, data, bn_model)
     drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())
+
+
+def _train_twins_in_workers(
+    plain_cfg: TrainConfig, bn_cfg: TrainConfig, progress: Progress | None
+) -> Twins:
+    from bnviz import workers
+
+    done = [0, 0]
+
+    def relay(i: int, values: tuple) -> None:
+        done[i] = values[0]
+        if progress:
+            progress(min(done), values[1])
+
+    if progress:
+        progress(0, plain_cfg.steps)
+    plain, bn = workers.run_many([(train, (plain_cfg,), {}), (train, (bn_cfg,), {})], relay)
+    if progress:
+        progress(plain_cfg.steps, plain_cfg.steps)
+    return Twins(plain, bn)

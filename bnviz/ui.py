@@ -283,7 +283,7 @@ def _cached_run(module: str, cfg_json: str) -> Any:
     def waiting(ahead: int) -> None:
         box.info(f"Waiting for a free trainer ({ahead} ahead of you)…", icon=":material/hourglass:")
 
-    with TRAINERS.slot(waiting):
+    with TRAINERS.slot(waiting, need=getattr(experiment, "PROCESSES", 1)):
         bar = box.progress(0.0, text="Training…")
 
         def progress(done: int, total: int) -> None:

@@ -17,6 +17,9 @@ def open_page(slug: str, query: dict[str, str] | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     lesson = next(lesson for lesson in LESSONS if lesson.slug == slug)
     if slug != "home":
+        # pages registered by st.navigation with their own url_path are only known after a
+        # first run (AppTest.switch_page's documentation)
+        at.run()
         at.switch_page(lesson.path)
     for key, value in (query or {}).items():
         at.query_params[key] = value

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from bnviz import sweep as S
+from bnviz import workers
 from bnviz.sweep import (
     SHARED,
     SWEPT,
@@ -285,7 +286,7 @@ def processes(monkeypatch):
     monkeypatch.setattr(S, "MIN_PARALLEL_MACS", 0.0)
     monkeypatch.setattr(S, "MIN_PARALLEL_MACS_WARM", 0.0)
     yield
-    S.stop_workers()
+    workers.shutdown()
 
 
 def mixed_configs() -> list[TrainConfig]:
@@ -308,15 +309,15 @@ def test_parallel_sweep_in_processes(processes):
     for a, b in zip(got, trained(mixed), strict=True):
         assert_same(a, b)
     assert_progress(calls, 120 * len(mixed))
-    pool = S.start_workers(2)
+    pool = workers.pool(2)
     again = sweep_parallel(mixed[:3], workers=2)
-    assert S.start_workers(2) is pool
+    assert workers.pool(2) is pool
     for a, b in zip(again, got[:3], strict=True):
         assert_same(a, b)
 
 
 def test_small_jobs_stay_in_this_process(monkeypatch):
-    monkeypatch.setattr(S, "_run_shares_in_processes", None)  # would fail if called
+    monkeypatch.setattr(workers, "run_many", None)  # would fail if called
     mixed = mixed_configs()
     calls = []
     got = sweep_parallel(mixed, progress=lambda d, t: calls.append((d, t)), workers=2)

@@ -15,6 +15,7 @@ from bnviz import assets
 from bnviz.train import History, TrainConfig, Twins, train_twins
 
 TARGET_ACC = 0.9  # "steps to 90% test accuracy", the speed-up the page reports
+PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
 MAX_STEPS = 50_000  # one student's run must not hold a trainer for minutes
 RECORDS = 100  # records per run, whatever its length: enough frames, bounded cost
 
@@ -79,7 +80,7 @@ def config(
 def run(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> Twins:
     """Twins for cfg: from assets/ when precomputed, otherwise trained now."""
     stored = assets.find(cfg)
-    return stored if stored is not None else train_twins(cfg, progress)
+    return stored if stored is not None else train_twins(cfg, progress, parallel=True)
 
 
 def steps_to_accuracy(h: History, target: float) -> int | None:

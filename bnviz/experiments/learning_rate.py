@@ -26,6 +26,8 @@ import numpy as np
 from bnviz.sweep import sweep_parallel
 from bnviz.train import History, TrainConfig, Twins, load_data
 
+PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
+
 Array = np.ndarray
 Progress = Callable[[int, int], None]
 

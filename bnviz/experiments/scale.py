@@ -28,6 +28,8 @@ from bnviz.data import load_dataset
 from bnviz.nn import MLP
 from bnviz.train import History, TrainConfig, Twins, build_model, load_data, train_twins
 
+PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
+
 Array = np.ndarray
 
 HIDDEN = (100, 100, 100)  # the paper's MNIST net: 3 hidden layers of 100 sigmoid units
@@ -307,7 +309,7 @@ def config(lr: float, steps: int, seed: int, weight_decay: float = 0.0) -> Train
 
 def run(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> Twins:
     """Plain and BN twins for cfg, trained now (``ui.run_experiment`` caches them)."""
-    return train_twins(cfg, progress)
+    return train_twins(cfg, progress, parallel=True)
 
 
 def config_from_json(text: str) -> TrainConfig:
