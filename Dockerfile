@@ -27,7 +27,7 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
 # Code and data stay owned by root: the app user can read them, not change them.
 COPY .streamlit/ ./.streamlit/
 COPY app.py ./
-COPY pages/ ./pages/
+COPY app_pages/ ./app_pages/
 COPY bnviz/ ./bnviz/
 COPY assets/ ./assets/
 

@@ -17,11 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from bnviz.lessons import LESSONS
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-RUNTIME_PATHS = ["app.py", "pages", "bnviz", "assets", ".streamlit", "requirements.txt"]
+# What `streamlit run app.py` needs: the entry, the core, the data, the config, and the folder
+# of every lesson page (read from the lesson table, so a renamed folder is followed).
+RUNTIME_PATHS = sorted(
+    {"app.py", "bnviz", "assets", ".streamlit", "requirements.txt"}
+    | {Path(lesson.path).parts[0] for lesson in LESSONS}
+)
 
 
 def parse_dockerfile(text: str) -> list[tuple[str, str]]:
@@ -203,7 +210,7 @@ def test_dockerignore_keeps_local_state_out() -> None:
         ".git",
         "test-artifacts",
         "bnviz/__pycache__",
-        "pages/__pycache__",
+        "app_pages/__pycache__",
         "bnviz/figures/__pycache__/x.pyc",
         ".pytest_cache",
     ]:

@@ -7,6 +7,7 @@ below) and the helpers in ``tests.e2e.servers``: ``wait_for_app``, ``assert_no_e
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from tests.e2e.servers import SCREENSHOTS, Server, launch_args, screenshot, stre
 
 E2E_DIR = Path(__file__).resolve().parent
 PAGE_TIMEOUT_MS = 90_000  # two slow shared cores: a first paint can take tens of seconds
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,15 +65,12 @@ def page(page: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def screenshots_dir() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
-
-
-@pytest.fixture(scope="session")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One ``streamlit run app.py`` for the whole session (2 trainers); yields its URL holder."""
-    with streamlit_server(trainers=2, log_dir=tmp_path_factory.mktemp("streamlit")) as server:
+    """One ``streamlit run app.py`` for the whole session; BNVIZ_TRAINERS from the environment,
+    else 2 (one per core here)."""
+    trainers = os.environ.get("BNVIZ_TRAINERS", "2")
+    log_dir = tmp_path_factory.mktemp("streamlit")
+    with streamlit_server(env={"BNVIZ_TRAINERS": trainers}, log_dir=log_dir) as server:
         yield server
 
 

@@ -42,8 +42,10 @@ CHROMIUM_ARGS = [
 # Streamlit sets data-test-script-state on stApp ("running", "notRunning", ...) from the first
 # message on; the status widget only shows after 500 ms of running, too late to rely on alone.
 # "Ready" = connected, not running, nothing stale (greyed out from the previous run), and at
-# least one plotly chart drawn (its SVG exists and has a size).
+# least one plotly chart drawn (its SVG exists and has a size). An exception box also ends the
+# wait, so a broken page fails at once instead of at the timeout.
 APP_READY_JS = """() => {
+  if (document.querySelector('[data-testid="stException"]')) return true;
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app) return false;
   if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
@@ -194,8 +196,10 @@ def screenshot(page: Any, name: str) -> Path:
 
 
 def wait_for_app(page: Any, timeout: float = 120.0) -> None:
-    """Wait until Streamlit finished running the page and a plotly chart is drawn."""
+    """Wait until Streamlit finished running the page and a plotly chart is drawn; fail at
+    once, with its text, if the page shows an exception instead."""
     page.wait_for_function(APP_READY_JS, timeout=timeout * 1000, polling=200)
+    assert_no_exception(page)
 
 
 def exception_texts(page: Any) -> list[str]:
