@@ -155,9 +155,9 @@ right.caption(
 )
 tab_anim, tab_ridge = st.tabs(["Animated histograms", "All steps at once"])
 with tab_anim:
-    ui.chart(ui.figure(PAGE, cfg, figs.twin_histograms, layer, site), key="hist")
+    ui.chart(ui.figure(cfg, twins, figs.twin_histograms, layer, site), key="hist")
 with tab_ridge:
-    ui.chart(ui.figure(PAGE, cfg, figs.ridge, layer, site), key="ridge")
+    ui.chart(ui.figure(cfg, twins, figs.ridge, layer, site), key="ridge")
 
 st.subheader("The paper's Figure 1, reproduced")
 st.markdown(
@@ -179,10 +179,10 @@ unit = st.selectbox(
 )
 fig_a, fig_bc = st.columns([2, 3])
 with fig_a:
-    ui.chart(ui.figure(PAGE, cfg, figs.accuracy_curves), key="acc")
+    ui.chart(ui.figure(cfg, twins, figs.accuracy_curves), key="acc")
 with fig_bc:
     ui.chart(
-        ui.figure(PAGE, cfg, figs.percentile_bands, depth, typical if unit < 0 else unit),
+        ui.figure(cfg, twins, figs.percentile_bands, depth, typical if unit < 0 else unit),
         key="bands",
     )
 
@@ -195,14 +195,14 @@ with c1:
         horizontal=True,
         format_func=lambda m: {"drift_prev": "the previous record", "drift_init": "step 0"}[m],
     )
-    ui.chart(ui.figure(PAGE, cfg, figs.drift_over_time, metric), key="drift")
+    ui.chart(ui.figure(cfg, twins, figs.drift_over_time, metric), key="drift")
 with c2:
-    ui.chart(ui.figure(PAGE, cfg, figs.mean_std_over_time, layer, "act_in"), key="meanstd")
+    ui.chart(ui.figure(cfg, twins, figs.mean_std_over_time, layer, "act_in"), key="meanstd")
 c3, c4 = st.columns(2)
 with c3:
-    ui.chart(ui.figure(PAGE, cfg, figs.saturation_over_time), key="sat")
+    ui.chart(ui.figure(cfg, twins, figs.saturation_over_time), key="sat")
 with c4:
-    ui.chart(ui.figure(PAGE, cfg, figs.loss_curves), key="loss")
+    ui.chart(ui.figure(cfg, twins, figs.loss_curves), key="loss")
 
 ui.notice_box(
     "What to notice",

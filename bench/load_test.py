@@ -1,10 +1,16 @@
 """Load test: N students open the drift lesson at once, each with a learning rate of their own.
 
-Each session is a real browser (one headless Chromium, one context per session, all driven
-concurrently with Playwright's async API): it opens ``/drift?lr=<its own>&steps=<S>``, waits
-for the trained run's charts, then moves the learning-rate slider one notch with the keyboard
-(a new training run) and waits for the charts again. Meanwhile the server's memory (RSS of the
-process and its children, from /proc) is sampled every 100 ms.
+Each session opens ``/drift?lr=<its own>&steps=<S>``, waits for the trained run's charts, then
+moves the learning-rate slider one notch (a new training run) and waits for the charts again.
+Meanwhile the server's memory (RSS of the process and its children, from /proc) is sampled
+every 100 ms. Two kinds of client:
+
+- ``--client ws`` (default): each session speaks Streamlit's own websocket protocol
+  (``tests/e2e/stclient.py``), as the browser's JavaScript does; students' browsers run on
+  their own machines, so this measures the server alone.
+- ``--client browser``: each session is a real browser (one headless Chromium, one context per
+  session, driven concurrently with Playwright's async API) moving the slider with the
+  keyboard. On one small machine the browsers then compete with the server for its cores.
 
 Prints a JSON summary: sessions rendered, exception boxes seen, p50/p95 seconds to a rendered
 chart (first load, and after the slider move), seconds until the frontend had connected, peak
@@ -40,6 +46,7 @@ from tests.e2e.servers import (  # noqa: E402
     start_streamlit,
     stop_process,
 )
+from tests.e2e.stclient import StreamlitSession  # noqa: E402
 
 # The drift page's learning-rate grid (1, 1.5, 2, 3, 5, 7 per decade, 0.001 to 30); the last
 # value is left out so that every session can move its slider one notch to the right.
@@ -216,6 +223,43 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[int(rank) - 1], 2)
 
 
+async def run_ws_session(url: str, s: Session, steps: int, timeout: float) -> Session:
+    """One student over the websocket protocol: the page with its own rate, then the slider
+    moved one notch to the right, as the browser sends it."""
+    try:
+        start = time.monotonic()
+        async with StreamlitSession(url, "drift") as session:
+            s.connected_s = time.monotonic() - start
+            first = await session.run(f"lr={s.lr:g}&steps={steps}", timeout=timeout)
+            s.first_chart_s = time.monotonic() - start
+            s.exceptions = len(first.exceptions)
+            if s.exceptions or not first.charts:
+                raise RuntimeError(f"first load: {first.charts} charts, {first.exceptions}")
+            state, s.lr_after = session.select_slider_state("Learning rate", +1)
+            # the link keeps only what differs from the defaults: lr 0.5 leaves no lr= in it
+            start = time.monotonic()
+            again = await session.run(widget_states=[state], timeout=timeout)
+            s.rerender_s = time.monotonic() - start
+            s.exceptions = len(again.exceptions)
+            if s.exceptions or not again.charts:
+                raise RuntimeError(f"slider move: {again.charts} charts, {again.exceptions}")
+            if f"lr={s.lr_after}" not in (again.query_string or "") and s.lr_after != "0.5":
+                raise RuntimeError(f"the link did not follow the slider: {again.query_string}")
+    except Exception as err:  # noqa: BLE001 - one failed session is a result, not a crash
+        s.error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return s
+
+
+async def drive_ws(url: str, n: int, steps: int, timeout: float, ramp: float) -> list[Session]:
+    sessions = [Session(i, lr) for i, lr in enumerate(learning_rates(n))]
+
+    async def one(s: Session) -> Session:
+        await asyncio.sleep(ramp * s.index / max(1, n))
+        return await run_ws_session(url, s, steps, timeout)
+
+    return list(await asyncio.gather(*(one(s) for s in sessions)))
+
+
 async def drive(url: str, n: int, steps: int, timeout: float, ramp: float) -> list[Session]:
     sessions = [Session(i, lr) for i, lr in enumerate(learning_rates(n))]
     async with async_playwright() as p:
@@ -279,7 +323,13 @@ def summarize(sessions: list[Session], sampler: MemorySampler | None, wall: floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions")
+    parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions")
+    parser.add_argument(
+        "--client",
+        choices=("ws", "browser"),
+        default="ws",
+        help="websocket protocol clients (the server alone) or real browsers",
+    )
     parser.add_argument("--url", help="a running server (default: start streamlit run app.py)")
     parser.add_argument("--server-pid", type=int, help="with --url: the pid to sample memory of")
     parser.add_argument("--trainers", type=int, help="BNVIZ_TRAINERS for the server we start")
@@ -303,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
         load_before = os.getloadavg()[0]
         start = time.monotonic()
-        sessions = asyncio.run(drive(url, args.sessions, args.steps, args.timeout, args.ramp))
+        driver = drive_ws if args.client == "ws" else drive
+        sessions = asyncio.run(driver(url, args.sessions, args.steps, args.timeout, args.ramp))
         wall = time.monotonic() - start
     finally:
         if sampler:
@@ -314,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     # Other work on the machine slows everything down: the load average says how much.
     summary.update(
         url=url,
+        client=args.client,
         steps=args.steps,
         trainers=args.trainers,
         cpus=os.cpu_count(),

@@ -167,7 +167,7 @@ class TorchRun(Run):
         import torch
         import torch.nn.functional as TF
 
-        tidx = torch.as_tensor(idx, device=self.device)
+        tidx = torch.tensor(idx, device=self.device)  # idx is a read-only view
         self._out = TF.cross_entropy(self.tmodel(self.tx[tidx]), self.ty[tidx])
         return self._out.item()
 

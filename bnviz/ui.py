@@ -311,24 +311,23 @@ def run_experiment(module: str, cfg: Any) -> Any | None:
 
 
 @st.cache_resource(max_entries=256, ttl=3 * 3600, show_spinner=False)
-def _cached_figure(module: str, cfg_json: str, builder: str, args_json: str) -> Any:
+def _cached_figure(cfg_json: str, builder: str, args_json: str, _result: Any) -> Any:
     import importlib
 
-    result = _cached_run(module, cfg_json)
     mod, name = builder.split(":")
-    return getattr(importlib.import_module(mod), name)(result, *json.loads(args_json))
+    return getattr(importlib.import_module(mod), name)(_result, *json.loads(args_json))
 
 
-def figure(module: str, cfg: Any, builder: Callable[..., Any], *args: Any) -> Any:
-    """``builder(result, *args)`` for an experiment's result, built once per server and shared.
+def figure(cfg: Any, result: Any, builder: Callable[..., Any], *args: Any) -> Any:
+    """``builder(result, *args)``, built once per server for a (config, view) and shared.
 
-    Figures are pure functions of (config, view), and building the animated ones takes longer
-    than a rerun may; they are kept unpickled (cache_resource) and never modified afterwards.
-    Call it after ``run_experiment`` succeeded, so the result is already cached.
+    Figures are pure functions of a run (itself a function of its config) and the view
+    arguments. Building the animated ones takes longer than a rerun may, so they are kept,
+    unpickled (cache_resource), keyed by the config rather than by the run's bulky arrays.
     """
-    key = json.dumps(cfg.as_dict(), sort_keys=True)
+    key = f"{type(cfg).__name__}:{json.dumps(cfg.as_dict(), sort_keys=True)}"
     path = f"{builder.__module__}:{builder.__name__}"
-    return _cached_figure(module, key, path, json.dumps(args))
+    return _cached_figure(key, path, json.dumps(args), result)
 
 
 def divergence_notes(runs: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ TARGET_ACC = 0.9  # "steps to 90% test accuracy", the speed-up the page reports
 PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
 MAX_STEPS = 50_000  # one student's run must not hold a trainer for minutes
 RECORDS = 100  # records per run, whatever its length: enough frames, bounded cost
+MIN_RECORD_EVERY = 10  # short runs record less often: a record costs about five steps
 
 DEFAULTS = dict(
     lr=0.5,
@@ -72,7 +73,7 @@ def config(
         lr=lr,
         batch_size=batch_size,
         steps=steps,
-        record_every=max(1, steps // RECORDS),
+        record_every=max(MIN_RECORD_EVERY, steps // RECORDS),
         seed=seed,
     )
 

@@ -1,4 +1,5 @@
-"""The load test in small: 4 concurrent browser sessions on the drift lesson, bounded in time.
+"""The load test in small: concurrent sessions on the drift lesson, bounded in time, once with
+websocket-protocol clients (the server alone) and once with real browsers.
 
 Runs bench/load_test.py as a subprocess (its own server, its own asyncio Playwright), so the
 script's command line is what is tested, and its event loop never meets pytest-playwright's.
@@ -22,11 +23,12 @@ SESSIONS = 4
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_concurrent_sessions_are_all_served() -> None:
-    out = ARTIFACTS / "load-test-ci.json"
+@pytest.mark.parametrize("client", ["ws", "browser"])
+def test_concurrent_sessions_are_all_served(client: str) -> None:
+    out = ARTIFACTS / f"load-test-ci-{client}.json"
     out.unlink(missing_ok=True)
     cmd = [
-        sys.executable, str(REPO / "bench" / "load_test.py"),
+        sys.executable, str(REPO / "bench" / "load_test.py"), "--client", client,
         "--sessions", str(SESSIONS), "--trainers", "2", "--timeout", "240",
         "--json", str(out),
     ]  # fmt: skip
