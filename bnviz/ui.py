@@ -366,6 +366,7 @@ def chart(fig: Any, key: str | None = None) -> None:
     st.plotly_chart(
         fig,
         key=key,
+        theme=None,
         config={"displaylogo": False, "toImageButtonOptions": {"filename": name, "scale": 2}},
     )
 
