@@ -146,12 +146,15 @@ site = mid.segmented_control(
     ["act_in", "bn_in"],
     key=ui.key_of(PAGE, "site"),
     required=True,
-    format_func=lambda s: f"{act} (after BN)" if s == "act_in" else "BN input (Linear output)",
-    help="For the plain net both are the Linear output: it has no BN.",
+    format_func=lambda s: act if s == "act_in" else "BN input",
+    help=f"The {act} is what the nonlinearity receives (in the BN net: BN's output, when BN "
+    "sits before it). The BN input is the Linear layer's output. The plain net has no BN: "
+    "both show its Linear output.",
 )
 right.caption(
-    "Press play, or drag the step slider. The axes stay fixed, so what moves is the "
-    "distribution. The grey outline is step 0."
+    "**Predict first:** will the plain net's inputs stay where they start? And the BN net's? "
+    "Then press play, or drag the step slider. The axes stay fixed, so what moves is the "
+    "distribution; the grey outline is step 0."
 )
 tab_anim, tab_ridge = st.tabs(["Animated histograms", "All steps at once"])
 with tab_anim:

@@ -50,6 +50,14 @@ def test_drift_paper_preset_is_served_from_assets():
     assert hist["frames"][-1]["name"] == "50000"
 
 
+def test_drift_preset_by_name_in_the_link():
+    at = open_page("drift", {"preset": "paper-figure-1"})
+    assert_clean(at)
+    assert not at.warning
+    assert at.select_slider(key="drift.steps").value == 50000
+    assert charts(at)[0]["frames"][-1]["name"] == "50000"
+
+
 def test_drift_deep_preset():
     at = open_page("drift", FAST)
     at.button(key="drift.preset:Deep sigmoid, high learning rate").click().run()
