@@ -19,14 +19,7 @@ CONTROLS = [
         options=ui.log_grid(1e-3, 30),
         help="Log scale. Both nets use the same rate.",
     ),
-    ui.Control(
-        "activation",
-        "Activation",
-        "choice",
-        D["activation"],
-        options=("sigmoid", "tanh", "relu"),
-        labels={"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"},
-    ),
+    ui.activation_control(D["activation"]),
     ui.Control("depth", "Hidden layers", "int", D["depth"], lo=1, hi=6, step=1),
     ui.Control(
         "width",
@@ -73,16 +66,7 @@ CONTROLS = [
             "blobs": "blobs (2-D)",
         },
     ),
-    ui.Control(
-        "seed",
-        "Seed",
-        "int",
-        D["seed"],
-        lo=0,
-        hi=99,
-        step=1,
-        help="Initial weights and batch order; the same seed gives the same pictures.",
-    ),
+    ui.seed_control(D["seed"]),
     ui.Control(
         "placement",
         "BN placement",

@@ -28,14 +28,7 @@ CONTROLS = [
         help="Log scale.",
         where="view",
     ),
-    ui.Control(
-        "activation",
-        "Activation",
-        "choice",
-        D["activation"],
-        options=("sigmoid", "tanh", "relu"),
-        labels={"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"},
-    ),
+    ui.activation_control(D["activation"]),
     ui.Control("depth", "Hidden layers (100 units each)", "int", D["depth"], lo=1, hi=6, step=1),
     ui.Control(
         "init_scale",
@@ -69,15 +62,8 @@ CONTROLS = [
         options=(100, 200, 300, 500, 1000),
         help=f"The map trains {2 * len(lr.GRID_LRS) * len(lr.GRID_SCALES)} nets.",
     ),
-    ui.Control(
-        "seed",
-        "Seed",
-        "int",
-        D["seed"],
-        lo=0,
-        hi=99,
-        step=1,
-        help="Initial weights and batch order, shared by every net on this page.",
+    ui.seed_control(
+        D["seed"], help="Initial weights and batch order, shared by every net on this page."
     ),
 ]
 BY_NAME = {c.name: c for c in CONTROLS}

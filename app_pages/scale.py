@@ -40,16 +40,7 @@ CONTROLS = [
         options=(2, 4, 8, 16, 32, 60, 128, 256),
         help="The real mini-batch of digits the identities are measured on.",
     ),
-    ui.Control(
-        "seed",
-        "Seed",
-        "int",
-        D["seed"],
-        lo=0,
-        hi=99,
-        step=1,
-        help="Initial weights, the batch, and the training batch order.",
-    ),
+    ui.seed_control(D["seed"], help="Initial weights, the batch, and the training batch order."),
     ui.Control(
         "lr",
         "Learning rate (training)",

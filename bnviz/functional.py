@@ -328,6 +328,18 @@ def _row_max(z: Array) -> Array:
     return z.max(axis=-1, keepdims=True)
 
 
+def _log_softmax_loss(logits: Array, y: Array) -> tuple[Array, Array, Array]:
+    """Mean cross-entropy via the row-max-shifted log-sum-exp, with exp(z) and its row sums
+    (the gradient's softmax is ``e / s``)."""
+    n, c = logits.shape[-2:]
+    z = logits - _row_max(logits)
+    e = np.exp(z)
+    ones = _ones(c, e.dtype)
+    s = np.dot(e, ones) if e.ndim == 2 else np.matmul(e, ones[:, None])[..., 0]
+    loss = (np.add.reduce(np.log(s), axis=-1) - np.add.reduce(_pick(z, y), axis=-1)) * (1.0 / n)
+    return loss, e, s
+
+
 def softmax_cross_entropy(logits: Array, y: Array) -> tuple[float | Array, Array]:
     """Mean cross-entropy of integer labels y and its gradient w.r.t. the logits.
 
@@ -335,11 +347,7 @@ def softmax_cross_entropy(logits: Array, y: Array) -> tuple[float | Array, Array
     probability underflows to zero. For stacked logits (K, m, C) the loss is a (K,) array.
     """
     n, c = logits.shape[-2:]
-    z = logits - _row_max(logits)
-    e = np.exp(z)
-    ones = _ones(c, e.dtype)
-    s = np.dot(e, ones) if e.ndim == 2 else np.matmul(e, ones[:, None])[..., 0]
-    loss = (np.add.reduce(np.log(s), axis=-1) - np.add.reduce(_pick(z, y), axis=-1)) * (1.0 / n)
+    loss, e, s = _log_softmax_loss(logits, y)
     e /= s[..., None]
     if logits.ndim == 2:
         e.ravel()[y + _row_offsets(n, c)] -= 1
@@ -351,10 +359,5 @@ def softmax_cross_entropy(logits: Array, y: Array) -> tuple[float | Array, Array
 
 def cross_entropy(logits: Array, y: Array) -> float | Array:
     """Loss only, for evaluation (the same shifted log-sum-exp, no gradient)."""
-    n, c = logits.shape[-2:]
-    z = logits - _row_max(logits)
-    e = np.exp(z)
-    ones = _ones(c, e.dtype)
-    s = np.dot(e, ones) if e.ndim == 2 else np.matmul(e, ones[:, None])[..., 0]
-    loss = (np.add.reduce(np.log(s), axis=-1) - np.add.reduce(_pick(z, y), axis=-1)) * (1.0 / n)
+    loss = _log_softmax_loss(logits, y)[0]
     return float(loss) if logits.ndim == 2 else loss

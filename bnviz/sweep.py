@@ -125,10 +125,10 @@ def _batch_sum(x: Array, out: Array) -> Array:
     return np.matmul(_ones((1, x.shape[-2]), x.dtype), x, out=out)
 
 
-def _batch_dot(a: Array, b: Array, out2d: Array) -> Array:
-    """``F.batch_dot`` of every slice; out2d is (K, D), returned as a (K, 1, D) view."""
-    np.einsum("kij,kij->kj", a, b, out=out2d)
-    return out2d[:, None, :]
+def _batch_dot(a: Array, b: Array, scratch: Array, out2d: Array) -> Array:
+    """``F.batch_dot`` of every slice: the product (into scratch, like a) then ``_batch_sum``;
+    out2d is (K, D), returned as a (K, 1, D) view."""
+    return _batch_sum(np.multiply(a, b, out=scratch), out2d[:, None, :])
 
 
 @lru_cache(maxsize=64)
@@ -330,7 +330,7 @@ class NumpyStack:
             xc -= mu
         else:
             np.subtract(x, mu, out=xc)
-        var = _batch_dot(xc, xc, b.var2d)
+        var = _batch_dot(xc, xc, b.scratch, b.var2d)
         var *= inv_m
         np.add(var, x.dtype.type(self.eps), out=b.inv_std)
         np.sqrt(b.inv_std, out=b.inv_std)
@@ -380,7 +380,7 @@ class NumpyStack:
         """``F.batchnorm_backward(overwrite=True)`` in place on d; fills dgamma and dbeta."""
         neg_inv_m = d.dtype.type(-1.0 / d.shape[-2])
         dbeta = _batch_sum(d, b.dbeta)
-        sdx = _batch_dot(d, b.xc, b.sdx2d)
+        sdx = _batch_dot(d, b.xc, b.scratch, b.sdx2d)
         np.multiply(sdx, b.inv_std, out=b.ggamma)
         kv = np.multiply(b.scale, b.inv_std, out=b.kvec)
         kv *= b.inv_std

@@ -157,6 +157,23 @@ class Control:
         return container.slider(label, cast(self.lo), cast(self.hi), step=cast(self.step), **common)
 
 
+ACTIVATION_LABELS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"}
+SEED_HELP = "Initial weights and batch order; the same seed gives the same pictures."
+
+
+def activation_control(default: str = "sigmoid") -> Control:
+    """The nonlinearity picker every training page shares."""
+    return Control(
+        "activation", "Activation", "choice", default,
+        options=tuple(ACTIVATION_LABELS), labels=ACTIVATION_LABELS,
+    )  # fmt: skip
+
+
+def seed_control(default: int = 0, help: str = SEED_HELP) -> Control:
+    """The seed every training page shares: same seed, same pictures, for the whole class."""
+    return Control("seed", "Seed", "int", default, lo=0, hi=99, step=1, help=help)
+
+
 def read_query(
     controls: Sequence[Control],
     query: Mapping[str, str],

@@ -153,6 +153,16 @@ def test_float32_sweep_matches_train():
         assert_same(a, b, loss_rtol=1e-4, state_rtol=1e-3, record_rtol=1e-3)
 
 
+@pytest.mark.parametrize("net", ["bn_before_sigmoid", "bn_after_relu", "plain_sigmoid"])
+def test_stacked_kernels_mirror_functional_to_the_bit(net):
+    """The sweep's stacked kernels repeat bnviz.functional operation for operation; on one
+    machine (one BLAS) that makes every float32 loss identical, which guards the mirror
+    against drifting from the functions it copies."""
+    configs = grid(net, dtype="float32")[:3]
+    for a, b in zip(sweep(configs), trained(configs), strict=True):
+        np.testing.assert_array_equal(a.loss, b.loss)
+
+
 def test_runs_diverging_at_different_steps_leave_the_others_alone():
     """Two runs blow up (steps 6 and 1) in one stack; the stack shrinks and goes on."""
     base = {**BASE, **NETS["plain_sigmoid"]}
