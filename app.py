@@ -11,12 +11,19 @@ st.set_page_config(
     page_title="bnviz: Batch Normalization, visualized",
     page_icon=":material/stacked_line_chart:",
     layout="wide",
-    menu_items={"About": "bnviz trains real networks, with and without Batch Normalization, "
-                "side by side, and shows what happens inside them."},
+    menu_items={
+        "About": "bnviz trains real networks, with and without Batch Normalization, "
+        "side by side, and shows what happens inside them."
+    },
 )
 pages = [
-    st.Page(lesson.path, title=lesson.title, icon=lesson.icon, url_path=lesson.slug,
-            default=lesson.slug == "home")
+    st.Page(
+        lesson.path,
+        title=lesson.nav_title,
+        icon=lesson.icon,
+        url_path=lesson.slug,
+        default=lesson.slug == "home",
+    )
     for lesson in LESSONS
 ]
 st.navigation(pages).run()

@@ -12,6 +12,11 @@ class Lesson:
     icon: str
     path: str
     summary: str
+    nav: str = ""  # a shorter name for the sidebar, where long titles are cut off
+
+    @property
+    def nav_title(self) -> str:
+        return self.nav or self.title
 
 
 LESSONS = (
@@ -21,6 +26,7 @@ LESSONS = (
         ":material/home:",
         "app_pages/home.py",
         "Start here: what this app shows and why.",
+        nav="Home",
     ),
     Lesson(
         "drift",
@@ -37,6 +43,7 @@ LESSONS = (
         "app_pages/learning_rate.py",
         "Give each net its own learning rate and push BN far past where the plain net dies; "
         "sweep the rate and the initial scale in seconds.",
+        nav="Learning rate",
     ),
     Lesson(
         "scale",
