@@ -5,6 +5,7 @@ Run with: streamlit run app.py
 
 import streamlit as st
 
+from bnviz import ui
 from bnviz.lessons import LESSONS
 
 st.set_page_config(
@@ -26,4 +27,5 @@ pages = [
     )
     for lesson in LESSONS
 ]
+ui.warm_up_trainers()
 st.navigation(pages).run()

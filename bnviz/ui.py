@@ -21,6 +21,7 @@ import streamlit as st
 from bnviz.guard import TRAINERS
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
+WARM_UP_DELAY = 3.0  # seconds after the first page view before the trainers start
 FALSE_WORDS = {"0", "false", "no", "off"}
 
 
@@ -282,6 +283,23 @@ def _apply_preset(page: str, controls: Sequence[Control], preset: Mapping[str, A
 
 
 # ----------------------------------------------------------------------------- running
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_trainers() -> None:
+    """Start the training worker processes in the background, once per server, so that the
+    first student to train does not wait for them (about 2 s on a small machine)."""
+    import threading
+    import time
+
+    from bnviz import workers
+    from bnviz.guard import default_slots
+
+    def start() -> None:
+        time.sleep(WARM_UP_DELAY)  # let the first page draw before the workers take the CPU
+        workers.pool(default_slots())
+
+    threading.Thread(target=start, daemon=True).start()
 
 
 @st.cache_data(max_entries=24, ttl=3 * 3600, show_spinner=False)
