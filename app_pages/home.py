@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from bnviz import assets, ui
-from bnviz.figures import drift as figs
+from bnviz import ui
 from bnviz.lessons import LESSONS
 
 RUN = "paper-figure-1"
@@ -12,7 +11,12 @@ LAYER = 3
 
 @st.cache_resource(show_spinner=False)
 def home_figure():
-    """Built once per server from the shipped run: the first paint must not wait on training."""
+    """Built once per server from the shipped run: the first paint must not wait on training.
+    Imported here, after the text is on screen: plotly and the run take about a second to
+    load on a fresh server."""
+    from bnviz import assets
+    from bnviz.figures import drift as figs
+
     return figs.twin_histograms(assets.load(RUN), LAYER, "act_in")
 
 

@@ -21,7 +21,7 @@ import streamlit as st
 from bnviz.guard import TRAINERS
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
-WARM_UP_DELAY = 3.0  # seconds after the first page view before the trainers start
+WARM_UP_DELAY = 10.0  # seconds after the first page view before the trainers start
 FALSE_WORDS = {"0", "false", "no", "off"}
 
 
