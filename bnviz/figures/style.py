@@ -68,8 +68,10 @@ def _template() -> go.layout.Template:
             "yref": "container",
         },
     )
-    t.layout.xaxis.update(gridcolor=GRID, zeroline=False, showline=True, linecolor="#999999")
-    t.layout.yaxis.update(gridcolor=GRID, zeroline=False, showline=True, linecolor="#999999")
+    # automargin: long axis titles and tick labels push the margin out instead of being cut
+    axis = dict(gridcolor=GRID, zeroline=False, showline=True, linecolor="#999999", automargin=True)
+    t.layout.xaxis.update(axis)
+    t.layout.yaxis.update(axis)
     return t
 
 
