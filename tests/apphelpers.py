@@ -30,6 +30,11 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
+def chart_title(fig: dict) -> str:
+    """A chart's title as one line (long titles are broken with <br> to fit their column)."""
+    return fig["layout"]["title"]["text"].replace("<br>", " ")
+
+
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]

@@ -6,7 +6,7 @@ A page must never end in an exception: bad input becomes a message and sane defa
 from __future__ import annotations
 
 import pytest
-from apphelpers import assert_clean, charts, open_page
+from apphelpers import assert_clean, chart_title, charts, open_page
 
 from bnviz.lessons import LESSONS
 
@@ -19,7 +19,7 @@ def test_home_shows_the_precomputed_animation_and_the_lesson_map():
     (fig,) = charts(at)
     assert len(fig["frames"]) == 101  # every record of the shipped 50,000-step run
     assert fig["frames"][-1]["name"] == "50000"
-    assert "sigmoid input" in fig["layout"]["title"]["text"]
+    assert "sigmoid input" in chart_title(fig)
     links = [el.proto.page for el in at.get("page_link")]
     assert links == [lesson.slug for lesson in LESSONS if lesson.slug != "home"]
 
@@ -32,7 +32,7 @@ def test_drift_defaults_train_twins_and_draw_every_figure():
     assert len(figs) == 8
     hist = figs[0]
     assert len(hist["frames"]) == 101  # 2,000 steps recorded every 20
-    titles = [f["layout"]["title"]["text"] for f in figs]
+    titles = [chart_title(f) for f in figs]
     assert any("accuracy" in t.lower() for t in titles)
     assert any("15th, 50th and 85th" in t for t in titles)
     metrics = {m.label: m.value for m in at.metric}
@@ -65,7 +65,7 @@ def test_drift_deep_preset():
     assert at.select_slider(key="drift.lr").value == 5.0
     assert at.slider(key="drift.depth").value == 6
     hist = charts(at)[0]
-    assert hist["layout"]["title"]["text"].startswith("Layer 6 ")
+    assert chart_title(hist).startswith("Layer 6 ")
 
 
 def test_drift_garbage_link_falls_back_with_a_notice():

@@ -6,7 +6,7 @@ Divergence and stalling are results the page states in words; neither may end in
 from __future__ import annotations
 
 import pytest
-from apphelpers import assert_clean, charts, open_page
+from apphelpers import assert_clean, chart_title, charts, open_page
 
 from bnviz.experiments import learning_rate as lr
 
@@ -15,7 +15,7 @@ FAST = {"steps": "200", "sweep_steps": "200", "grid_steps": "100"}
 
 
 def titles(at) -> list[str]:
-    return [f["layout"]["title"]["text"] for f in charts(at)]
+    return [chart_title(f) for f in charts(at)]
 
 
 def test_defaults_draw_every_chart():
@@ -27,7 +27,7 @@ def test_defaults_draw_every_chart():
     loss, acc, sweep, grid = figs
     assert loss["layout"]["yaxis"]["type"] == "log"
     assert sweep["layout"]["xaxis"]["type"] == "log"
-    assert sweep["layout"]["title"]["text"].startswith("Learning-rate sweep: 10 rates")
+    assert chart_title(sweep).startswith("Learning-rate sweep: 10 rates")
     assert len([t for t in grid["data"] if t["type"] == "heatmap"]) >= 2
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {"plain net at rate 1: test accuracy", "BN net at rate 1: test accuracy"}

@@ -6,7 +6,7 @@ The page must never end in an exception or an error: bad input becomes a notice 
 from __future__ import annotations
 
 import pytest
-from apphelpers import assert_clean, charts, open_page
+from apphelpers import assert_clean, chart_title, charts, open_page
 
 from bnviz.experiments import scale
 
@@ -24,7 +24,7 @@ def test_defaults_show_the_exact_identities_and_a_clean_link():
     assert not at.warning
     figs = charts(at)
     assert len(figs) == N_CHARTS
-    titles = [f["layout"]["title"]["text"] for f in figs]
+    titles = [chart_title(f) for f in figs]
     assert any("fitted slope -1.000" in t for t in titles)
     m = metrics(at)
     assert m["fitted slope, log-log"] == "-1.000"
@@ -117,8 +117,8 @@ def test_link_reproduces_the_view():
     assert at.slider(key="scale.beta").value == -1.0
     assert at.selectbox(key="scale.unit").value == 17
     gb = charts(at)[-1]
-    assert "BN layer 3" in gb["layout"]["title"]["text"]
-    assert "γ = 2.500, β = -1.000" in gb["layout"]["title"]["text"]
+    assert "BN layer 3" in chart_title(gb)
+    assert "γ = 2.500, β = -1.000" in chart_title(gb)
     assert {k: at.query_params[k] for k in query} == query
 
 

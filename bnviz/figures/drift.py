@@ -660,6 +660,7 @@ def _per_layer(
         if c == 1:
             fig.update_yaxes(title_text=y_title, row=r, col=c)
     fig.update_yaxes(rangemode="tozero")
+    fig.update_xaxes(nticks=4)  # narrow panels: a few steps apart, not a crowd of labels
     return style.styled(fig, title, max(style.HEIGHT, 120 + 300 * rows))
 
 

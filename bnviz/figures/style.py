@@ -78,16 +78,42 @@ def _template() -> go.layout.Template:
 TEMPLATE = _template()
 
 
+TITLE_WIDTH = 58  # characters on one title line: a chart in half a wide page holds about this
+TITLE_LINE = 22  # pixels a second title line takes
+
+
+def wrap_title(title: str, width: int = TITLE_WIDTH) -> tuple[str, int]:
+    """The title broken into lines of at most ``width`` characters at spaces, and the count of
+    lines (plotly does not wrap titles: a long one runs off a half-width chart)."""
+    lines: list[str] = []
+    for word in title.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines), len(lines)
+
+
 def styled(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
     """Apply the house template, a title and a height; returns the same figure.
 
     The title and the legend stack in the top margin at fixed pixel offsets (legends in the
-    plot area would cover data, and above the panels they would collide with panel titles).
+    plot area would cover data, and above the panels they would collide with panel titles);
+    a title that needs a second line pushes the legend and the panels down by one line.
     """
+    text, lines = wrap_title(title)
+    extra = TITLE_LINE * (lines - 1)
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else MARGIN["t"]
     fig.update_layout(
         template=TEMPLATE,
-        height=height,
-        title={"text": title, "y": 1.0 - 12.0 / height, "yanchor": "top", "yref": "container"},
-        legend={"y": 1.0 - 44.0 / height},
+        height=height + extra,
+        margin={"t": top + extra},
+        title={
+            "text": text,
+            "y": 1.0 - 12.0 / (height + extra),
+            "yanchor": "top",
+            "yref": "container",
+        },
+        legend={"y": 1.0 - (44.0 + extra) / (height + extra)},
     )
     return fig
