@@ -307,7 +307,8 @@ def softmax(logits: Array) -> Array:
 
 
 @lru_cache(maxsize=64)
-def _row_offsets(n: int, c: int) -> Array:
+def row_offsets(n: int, c: int) -> Array:
+    """Flat index of the first entry of each row of an (n, c) array (cached, read-only)."""
     offsets = np.arange(n) * c
     offsets.flags.writeable = False
     return offsets
@@ -316,7 +317,7 @@ def _row_offsets(n: int, c: int) -> Array:
 def _pick(z: Array, y: Array) -> Array:
     """z[..., i, y[..., i]] for every example i: the logit of the true class."""
     if z.ndim == 2:
-        return z.ravel()[y + _row_offsets(*z.shape)]
+        return z.ravel()[y + row_offsets(*z.shape)]
     return np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
 
 
@@ -350,7 +351,7 @@ def softmax_cross_entropy(logits: Array, y: Array) -> tuple[float | Array, Array
     loss, e, s = _log_softmax_loss(logits, y)
     e /= s[..., None]
     if logits.ndim == 2:
-        e.ravel()[y + _row_offsets(n, c)] -= 1
+        e.ravel()[y + row_offsets(n, c)] -= 1
     else:
         np.put_along_axis(e, y[..., None], _pick(e, y)[..., None] - 1, axis=-1)
     e *= e.dtype.type(1.0 / n)

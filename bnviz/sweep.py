@@ -30,6 +30,7 @@ from scipy.linalg.blas import get_blas_funcs
 from bnviz import workers as worker_pool
 from bnviz.blas import single_threaded_blas
 from bnviz.data import BatchSampler, Dataset
+from bnviz.functional import row_offsets
 from bnviz.optim import learning_rate
 from bnviz.record import grad_norms, hidden_weights, update_ratios
 from bnviz.train import DIVERGENCE_FACTOR, History, Progress, Run, TrainConfig, load_data
@@ -131,13 +132,6 @@ def _batch_dot(a: Array, b: Array, scratch: Array, out2d: Array) -> Array:
     return _batch_sum(np.multiply(a, b, out=scratch), out2d[:, None, :])
 
 
-@lru_cache(maxsize=64)
-def _row_offsets(n: int, c: int) -> Array:
-    offsets = np.arange(n) * c
-    offsets.flags.writeable = False
-    return offsets
-
-
 def _softmax_cross_entropy(logits: Array, y: Array, s: Array) -> tuple[Array, Array]:
     """``F.softmax_cross_entropy`` per slice: (K,) losses and dL/dlogits (overwrites logits).
 
@@ -146,7 +140,7 @@ def _softmax_cross_entropy(logits: Array, y: Array, s: Array) -> tuple[Array, Ar
     """
     k, n, c = logits.shape
     flat = logits.reshape(k * n, c)
-    offsets = _row_offsets(k * n, c)
+    offsets = row_offsets(k * n, c)
     rows = y.reshape(-1) + offsets
     z = flat - flat.ravel()[flat.argmax(axis=1) + offsets][:, None]
     e = np.exp(z, out=flat)
