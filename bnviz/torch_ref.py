@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from bnviz import nn
+from bnviz.blas import single_threaded_blas
 from bnviz.data import Dataset
 from bnviz.train import (
     History,
@@ -20,9 +20,9 @@ from bnviz.train import (
     Run,
     TrainConfig,
     Twins,
-    build_model,
     drive,
     load_data,
+    twin_runs,
 )
 
 _TORCH_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
@@ -226,7 +226,8 @@ def single_threaded_torch():
 def train_torch(cfg: TrainConfig, progress: Progress | None = None, device=None) -> History:
     """``bnviz.train.train`` with PyTorch taking the steps: same weights, batches, optimizer,
     divergence rule and records, so the two Histories agree to rounding."""
-    run = TorchRun(cfg, load_data(cfg), device=device)
+    with single_threaded_blas():  # Run records step 0 as it is built
+        run = TorchRun(cfg, load_data(cfg), device=device)
     with single_threaded_torch():
         drive([run], progress)
     return run.history()
@@ -234,12 +235,7 @@ def train_torch(cfg: TrainConfig, progress: Progress | None = None, device=None)
 
 def train_twins_torch(cfg: TrainConfig, progress: Progress | None = None, device=None) -> Twins:
     """``bnviz.train.train_twins`` with PyTorch taking the steps."""
-    data = load_data(cfg)
-    plain = TorchRun(replace(cfg, batchnorm=False), data, device=device)
-    bn_cfg = replace(cfg, batchnorm=True)
-    bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
-    bn_model.copy_weights_from(plain.model)
-    bn = TorchRun(bn_cfg, data, bn_model, device=device)
+    plain, bn = twin_runs(cfg, TorchRun, device=device)
     with single_threaded_torch():
         drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())

@@ -383,14 +383,22 @@ def train_twins(
     plain_cfg, bn_cfg = replace(cfg, batchnorm=False), replace(cfg, batchnorm=True)
     if parallel:
         return _train_twins_in_workers(plain_cfg, bn_cfg, progress)
-    data = load_data(cfg)
-    with single_threaded_blas():  # Run records step 0 as it is built
-        plain = Run(plain_cfg, data)
-        bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
-        bn_model.copy_weights_from(plain.model)
-        bn = Run(bn_cfg, data, bn_model)
+    plain, bn = twin_runs(cfg)
     drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())
+
+
+def twin_runs(cfg: TrainConfig, run_type: type[Run] = Run, **kwargs: Any) -> tuple[Run, Run]:
+    """The plain and the BN run of a twin pair, built with identical weight matrices (a run
+    type other than ``Run``, e.g. the torch engine's, takes ``kwargs`` too)."""
+    data = load_data(cfg)
+    bn_cfg = replace(cfg, batchnorm=True)
+    with single_threaded_blas():  # Run records step 0 as it is built
+        plain = run_type(replace(cfg, batchnorm=False), data, **kwargs)
+        bn_model = build_model(bn_cfg, data.n_features, data.n_classes)
+        bn_model.copy_weights_from(plain.model)
+        bn = run_type(bn_cfg, data, bn_model, **kwargs)
+    return plain, bn
 
 
 def _train_twins_in_workers(
