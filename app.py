@@ -1,12 +1,17 @@
 """bnviz: watch internal covariate shift and Batch Normalization in networks that really train.
 
 Run with: streamlit run app.py
+
+The frame of every page: page config, navigation grouped by section, the lesson's title; then
+the lesson's own script in ``app_pages/`` (not ``pages/``: while a ``pages/`` folder sits next
+to the main script, Streamlit routes a fresh server's deep links straight to its files, around
+this navigation).
 """
 
 import streamlit as st
 
-from bnviz import ui
-from bnviz.lessons import LESSONS
+from bnviz.app import run
+from bnviz.app.lessons import by_section
 
 st.set_page_config(
     page_title="bnviz: Batch Normalization, visualized",
@@ -17,15 +22,21 @@ st.set_page_config(
         "side by side, and shows what happens inside them."
     },
 )
-pages = [
-    st.Page(
-        lesson.path,
-        title=lesson.nav_title,
-        icon=lesson.icon,
-        url_path=lesson.slug,
-        default=lesson.slug == "home",
-    )
-    for lesson in LESSONS
-]
-ui.warm_up_trainers()
-st.navigation(pages).run()
+lessons = {}
+sections = {}
+for section, members in by_section().items():
+    sections[section] = []
+    for lesson in members:
+        page = st.Page(
+            lesson.path,
+            title=lesson.nav_title,
+            icon=lesson.icon,
+            url_path=lesson.slug,
+            default=lesson.is_home,
+        )
+        lessons[id(page)] = lesson
+        sections[section].append(page)
+run.warm_up_trainers()
+page = st.navigation(sections)
+st.title(lessons[id(page)].title)
+page.run()

@@ -2,48 +2,52 @@
 
 import streamlit as st
 
-from bnviz import ui
+from bnviz.app import pieces, run, widgets
+from bnviz.app.controls import Control, activation_control, log_grid, seed_control
+from bnviz.data import DATASET_TITLES, PAGE_DATASETS
 from bnviz.experiments import drift
+from bnviz.figures import animate, common
 from bnviz.figures import drift as figs
 from bnviz.figures.style import label
 from bnviz.store import loss_csv, records_csv, twins_to_npz
+from bnviz.train import CHOICES
 
 PAGE = "drift"
 D = drift.DEFAULTS
 CONTROLS = [
-    ui.Control(
+    Control(
         "lr",
         "Learning rate",
         "grid",
         D["lr"],
-        options=ui.log_grid(1e-3, 30),
+        options=log_grid(1e-3, 30),
         help="Log scale. Both nets use the same rate.",
     ),
-    ui.activation_control(D["activation"]),
-    ui.Control("depth", "Hidden layers", "int", D["depth"], lo=1, hi=6, step=1),
-    ui.Control(
+    activation_control(D["activation"]),
+    Control("depth", "Hidden layers", "int", D["depth"], lo=1, hi=6, step=1),
+    Control(
         "width",
         "Units per hidden layer",
         "grid",
         D["width"],
         options=(8, 16, 32, 50, 64, 100, 128, 200, 256),
     ),
-    ui.Control(
+    Control(
         "init_scale",
         "Initial weight scale",
         "grid",
         D["init_scale"],
-        options=ui.log_grid(0.1, 30),
+        options=log_grid(0.1, 30),
         help="Multiplies the small Gaussian initialization (std 0.01).",
     ),
-    ui.Control(
+    Control(
         "batch_size",
         "Batch size",
         "grid",
         D["batch_size"],
         options=(4, 8, 16, 32, 60, 64, 128, 256, 512),
     ),
-    ui.Control(
+    Control(
         "steps",
         "Training steps",
         "grid",
@@ -51,51 +55,64 @@ CONTROLS = [
         options=(200, 500, 1000, 2000, 3000, 5000, 10000, 20000, 50000),
         help="Up to 50,000; long runs take a while unless precomputed.",
     ),
-    ui.Control(
+    Control(
         "dataset",
         "Dataset",
         "choice",
         D["dataset"],
-        options=("digits", "moons", "circles", "spirals", "xor", "blobs"),
-        labels={
-            "digits": "handwritten digits (8x8)",
-            "moons": "two moons (2-D)",
-            "circles": "circles (2-D)",
-            "spirals": "spirals (2-D)",
-            "xor": "XOR (2-D)",
-            "blobs": "blobs (2-D)",
-        },
+        options=PAGE_DATASETS,
+        labels=DATASET_TITLES,
     ),
-    ui.seed_control(D["seed"]),
-    ui.Control(
+    seed_control(D["seed"]),
+    Control(
         "placement",
         "BN placement",
         "choice",
         D["placement"],
-        options=("before", "after"),
+        options=CHOICES["placement"],
         labels={"before": "before the nonlinearity (paper)", "after": "after the nonlinearity"},
     ),
-    ui.Control("layer", "Layer", "int", 3, lo=1, hi=6, step=1, where="view"),
-    ui.Control("site", "Where", "choice", "act_in", options=("act_in", "bn_in"), where="view"),
-    ui.Control("unit", "Unit", "int", -1, lo=-1, hi=255, step=1, where="view"),
+    Control(
+        "layer", "Hidden layer", "int", 3, lo=1, hi=6, step=1, where="view", widget="segmented"
+    ),
+    Control(
+        "site",
+        "Distribution of",
+        "choice",
+        "act_in",
+        options=("act_in", "bn_in"),
+        where="view",
+        widget="segmented",
+    ),
+    Control("unit", "Unit", "int", -1, lo=-1, hi=255, step=1, where="view", widget="select"),
+    Control(
+        "metric",
+        "Drift measured against",
+        "choice",
+        "drift_prev",
+        options=tuple(figs.METRICS),
+        labels={"drift_prev": "the previous record", "drift_init": "step 0"},
+        where="view",
+        widget="radio",
+    ),
 ]
+BY_NAME = {c.name: c for c in CONTROLS}
 TRAINING = [c.name for c in CONTROLS if c.where == "sidebar"]
 
-ui.header(
-    "Distribution drift",
+pieces.lead(
     "Two networks train side by side on the same batches from the same initial weights: one "
     "plain, one with Batch Normalization. Each panel shows what the units of a hidden layer "
     "receive as input, measured on one fixed batch of test images, so any change you see comes "
     "from the weights changing, not from the data.",
 )
 PRESETS = {name: {**p, **drift.VIEWS.get(name, {})} for name, p in drift.PRESETS.items()}
-values = ui.page_controls(PAGE, CONTROLS, PRESETS, drift.PRESET_HELP)
+values = widgets.page_controls(PAGE, CONTROLS, PRESETS, drift.PRESET_HELP)
 try:
     cfg = drift.config(**{k: values[k] for k in TRAINING})
 except ValueError as err:
     st.error(f"These settings cannot run: {err}")
     st.stop()
-twins = ui.run_experiment("drift", cfg)
+twins = run.run_experiment(drift.EXPERIMENT, cfg)
 if twins is None:
     st.stop()
 
@@ -115,22 +132,16 @@ for col, h in zip(cols[2:], twins, strict=True):
         "not reached" if reached is None else f"{reached:,}",
         help="The first recorded step at which test accuracy reached the target.",
     )
-ui.divergence_notes({"plain": twins.plain, "BN": twins.bn})
+pieces.divergence_notes(twins)
 
 st.subheader("Inside one hidden layer")
 left, mid, right = st.columns([2, 2, 3])
-layer_key = ui.key_of(PAGE, "layer")
-if st.session_state[layer_key] > depth:
-    st.session_state[layer_key] = depth
-layer = left.segmented_control(
-    "Hidden layer", list(range(1, depth + 1)), key=layer_key, required=True
-)
-site = mid.segmented_control(
-    "Distribution of",
-    ["act_in", "bn_in"],
-    key=ui.key_of(PAGE, "site"),
-    required=True,
-    format_func=lambda s: act if s == "act_in" else "BN input",
+layer = widgets.view(PAGE, BY_NAME["layer"], left, options=range(1, depth + 1))
+site = widgets.view(
+    PAGE,
+    BY_NAME["site"],
+    mid,
+    format=lambda s: act if s == "act_in" else "BN input",
     help=f"The {act} is what the nonlinearity receives (in the BN net: BN's output, when BN "
     "sits before it). The BN input is the Linear layer's output. The plain net has no BN: "
     "both show its Linear output.",
@@ -142,9 +153,9 @@ right.caption(
 )
 tab_anim, tab_ridge = st.tabs(["Animated histograms", "All steps at once"])
 with tab_anim:
-    ui.chart(ui.figure(cfg, twins, figs.twin_histograms, layer, site), key="hist")
+    pieces.chart(run.figure(cfg, twins, animate.histograms_over_training, layer, site), "hist")
 with tab_ridge:
-    ui.chart(ui.figure(cfg, twins, figs.ridge, layer, site), key="ridge")
+    pieces.chart(run.figure(cfg, twins, figs.ridge, layer, site), key="ridge")
 
 st.subheader("The paper's Figure 1, reproduced")
 st.markdown(
@@ -154,44 +165,37 @@ st.markdown(
     f"and much less with it. Choose the preset *Paper Figure 1* for the full-length run."
 )
 width = cfg.hidden[0]
-unit_key = ui.key_of(PAGE, "unit")
-if st.session_state[unit_key] >= width:
-    st.session_state[unit_key] = -1
 typical = figs.typical_unit(twins.plain, depth)
-unit = st.selectbox(
-    f"Unit of hidden layer {depth}",
-    list(range(-1, width)),
-    key=unit_key,
-    format_func=lambda u: f"a typical unit (#{typical}, median drift)" if u < 0 else f"#{u}",
+unit = widgets.view(
+    PAGE,
+    BY_NAME["unit"],
+    options=range(-1, width),
+    label=f"Unit of hidden layer {depth}",
+    format=lambda u: f"a typical unit (#{typical}, median drift)" if u < 0 else f"#{u}",
 )
 fig_a, fig_bc = st.columns([2, 3])
 with fig_a:
-    ui.chart(ui.figure(cfg, twins, figs.accuracy_curves), key="acc")
+    pieces.chart(run.figure(cfg, twins, common.accuracy_curves), key="acc")
 with fig_bc:
-    ui.chart(
-        ui.figure(cfg, twins, figs.percentile_bands, depth, typical if unit < 0 else unit),
+    pieces.chart(
+        run.figure(cfg, twins, figs.percentile_bands, depth, typical if unit < 0 else unit),
         key="bands",
     )
 
 st.subheader("How much does each layer move?")
 c1, c2 = st.columns(2)
 with c1:
-    metric = st.radio(
-        "Drift measured against",
-        ["drift_prev", "drift_init"],
-        horizontal=True,
-        format_func=lambda m: {"drift_prev": "the previous record", "drift_init": "step 0"}[m],
-    )
-    ui.chart(ui.figure(cfg, twins, figs.drift_over_time, metric), key="drift")
+    metric = widgets.view(PAGE, BY_NAME["metric"])
+    pieces.chart(run.figure(cfg, twins, figs.drift_over_time, metric), key="drift")
 with c2:
-    ui.chart(ui.figure(cfg, twins, figs.mean_std_over_time, layer, "act_in"), key="meanstd")
+    pieces.chart(run.figure(cfg, twins, figs.mean_std_over_time, layer, "act_in"), "meanstd")
 c3, c4 = st.columns(2)
 with c3:
-    ui.chart(ui.figure(cfg, twins, figs.saturation_over_time), key="sat")
+    pieces.chart(run.figure(cfg, twins, figs.saturation_over_time), key="sat")
 with c4:
-    ui.chart(ui.figure(cfg, twins, figs.loss_curves), key="loss")
+    pieces.chart(run.figure(cfg, twins, common.loss_curves), key="loss")
 
-ui.notice_box(
+pieces.notice_box(
     "What to notice",
     f"""
 - **Without BN the inputs wander.** Step through the animation: the plain net's {act} shifts
@@ -210,7 +214,7 @@ ui.notice_box(
 """,
 )
 with st.expander("Formulas"):
-    ui.formulas(
+    pieces.formulas(
         r"\mu_B = \frac{1}{m}\sum_{i=1}^m x_i,\qquad "
         r"\sigma_B^2 = \frac{1}{m}\sum_{i=1}^m (x_i-\mu_B)^2",
         r"\hat x_i = \frac{x_i-\mu_B}{\sqrt{\sigma_B^2+\epsilon}},\qquad "
@@ -224,7 +228,7 @@ with st.expander("Formulas"):
     )
 
 st.subheader("Download this run")
-ui.downloads(
+pieces.downloads(
     {
         "Records (CSV)": (lambda: records_csv(twins), "bnviz-drift-records.csv"),
         "Loss per step (CSV)": (lambda: loss_csv(twins), "bnviz-drift-loss.csv"),

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from bnviz import ui
-from bnviz.lessons import LESSONS
+from bnviz.app import pieces
+from bnviz.app.lessons import by_section
 
 RUN = "paper-figure-1"
 LAYER = 3
@@ -15,13 +15,12 @@ def home_figure():
     Imported here, after the text is on screen: plotly and the run take about a second to
     load on a fresh server."""
     from bnviz import assets
-    from bnviz.figures import drift as figs
+    from bnviz.figures import animate
 
-    return figs.twin_histograms(assets.load(RUN), LAYER, "act_in")
+    return animate.histograms_over_training(assets.load(RUN), LAYER, "act_in")
 
 
-ui.header(
-    "Internal covariate shift, visualized",
+pieces.lead(
     "Below, two real networks learn to read handwritten digits, trained side by side from the "
     "same initial weights on the same batches: one plain, one with **Batch Normalization**. "
     "Press play to watch what the last hidden layer's sigmoid units receive as input over "
@@ -29,12 +28,15 @@ ui.header(
     "Ioffe and Szegedy (2015) blamed that drift, which they named *internal covariate shift*, "
     "for slow training; the lessons let you train the nets yourself and test the idea.",
 )
-ui.chart(home_figure(), key="home-hist")
+pieces.chart(home_figure(), key="home-hist")
 
 st.subheader("Lessons")
-for lesson in LESSONS:
-    if lesson.slug == "home":
+for section, lessons in by_section().items():
+    lessons = [lesson for lesson in lessons if not lesson.is_home]
+    if not lessons:
         continue
-    with st.container(border=True):
-        st.page_link(lesson.path, label=lesson.title, icon=lesson.icon)
-        st.caption(lesson.summary)
+    st.markdown(f"**{section}**")
+    for lesson in lessons:
+        with st.container(border=True):
+            st.page_link(lesson.path, label=lesson.title, icon=lesson.icon)
+            st.caption(lesson.summary)

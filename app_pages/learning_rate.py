@@ -2,15 +2,17 @@
 
 import streamlit as st
 
-from bnviz import ui
+from bnviz.app import pieces, run, widgets
+from bnviz.app.controls import Control, activation_control, log_grid, seed_control
 from bnviz.experiments import learning_rate as lr
+from bnviz.figures import common
 from bnviz.figures import learning_rate as figs
 
-PAGE = "lr"
+PAGE = "learning_rate"
 D = lr.DEFAULTS
-RATES = ui.log_grid(1e-3, 30)
+RATES = log_grid(1e-3, 30)
 CONTROLS = [
-    ui.Control(
+    Control(
         "lr_plain",
         "Plain net's learning rate",
         "grid",
@@ -19,7 +21,7 @@ CONTROLS = [
         help="Log scale.",
         where="view",
     ),
-    ui.Control(
+    Control(
         "lr_bn",
         "BN net's learning rate",
         "grid",
@@ -28,25 +30,25 @@ CONTROLS = [
         help="Log scale.",
         where="view",
     ),
-    ui.activation_control(D["activation"]),
-    ui.Control("depth", "Hidden layers (100 units each)", "int", D["depth"], lo=1, hi=6, step=1),
-    ui.Control(
+    activation_control(D["activation"]),
+    Control("depth", "Hidden layers (100 units each)", "int", D["depth"], lo=1, hi=6, step=1),
+    Control(
         "init_scale",
         "Initial weight scale",
         "grid",
         D["init_scale"],
-        options=ui.log_grid(0.1, 100),
+        options=log_grid(0.1, 100),
         help="Multiplies the small Gaussian initialization (std 0.01). The stability "
         "map varies it itself.",
     ),
-    ui.Control(
+    Control(
         "steps",
         "Training steps (the two nets above)",
         "grid",
         D["steps"],
         options=(200, 500, 1000, 2000, 3000, 5000, 10000),
     ),
-    ui.Control(
+    Control(
         "sweep_steps",
         "Steps per run of the sweep",
         "grid",
@@ -54,7 +56,7 @@ CONTROLS = [
         options=(200, 300, 500, 1000, 2000, 3000),
         help=f"The sweep trains {2 * len(lr.SWEEP_LRS)} nets.",
     ),
-    ui.Control(
+    Control(
         "grid_steps",
         "Steps per run of the stability map",
         "grid",
@@ -62,21 +64,20 @@ CONTROLS = [
         options=(100, 200, 300, 500, 1000),
         help=f"The map trains {2 * len(lr.GRID_LRS) * len(lr.GRID_SCALES)} nets.",
     ),
-    ui.seed_control(
+    seed_control(
         D["seed"], help="Initial weights and batch order, shared by every net on this page."
     ),
 ]
 BY_NAME = {c.name: c for c in CONTROLS}
 
-ui.header(
-    "Learning rate: why BN lets you go faster",
+pieces.lead(
     "The paper's big practical claim: with Batch Normalization a network tolerates far higher "
     "learning rates, so it trains in fewer steps. Here two real networks, one plain and one "
     "with BN, start from the same weights and see the same batches (digits, 100 units a layer, "
     "batch 60); each has its own learning rate. Push the BN net's rate far past where the "
     "plain one stops learning.",
 )
-values = ui.page_controls(PAGE, CONTROLS, lr.PRESETS, lr.PRESET_HELP)
+values = widgets.page_controls(PAGE, CONTROLS, lr.PRESETS, lr.PRESET_HELP)
 
 st.subheader("Each net its own learning rate")
 st.caption(
@@ -85,7 +86,7 @@ st.caption(
 )
 left, right = st.columns(2)
 for col, name in ((left, "lr_plain"), (right, "lr_bn")):
-    values[name] = BY_NAME[name].widget(ui.key_of(PAGE, name), col)
+    values[name] = widgets.view(PAGE, BY_NAME[name], col)
 try:
     curves_cfg = lr.curves(values)
     sweep_cfg = lr.lr_sweep(values)
@@ -94,14 +95,14 @@ except ValueError as err:
     st.error(f"These settings cannot run: {err}")
     st.stop()
 
-twins = ui.run_experiment("learning_rate", curves_cfg)
+twins = run.run_experiment(lr.EXPERIMENT, curves_cfg)
 if twins is not None:
     chance = lr.chance_loss(curves_cfg.base)
     for col, h in zip(st.columns(2), twins, strict=True):
         ended = lr.outcome(h, chance)
         acc = "—" if h.diverged_at is not None else f"{h.test_acc[-1]:.1%}"
         col.metric(
-            f"{h.label} net at rate {figs.fmt_rate(h.config.lr)}: test accuracy",
+            f"{h.label} net at rate {common.fmt_value(h.config.lr)}: test accuracy",
             acc,
             help=f"On the whole test split after {h.steps_done:,} steps.",
         )
@@ -112,12 +113,12 @@ if twins is not None:
                 "not diverge: it is stuck, or too slow to have got going.",
                 icon=":material/pause_circle:",
             )
-    ui.divergence_notes({"plain": twins.plain, "BN": twins.bn})
+    pieces.divergence_notes(twins)
     c1, c2 = st.columns(2)
     with c1:
-        ui.chart(figs.loss_curves(twins), key="loss")
+        pieces.chart(figs.loss_curves(twins), key="loss")
     with c2:
-        ui.chart(figs.accuracy_curves(twins), key="acc")
+        pieces.chart(figs.accuracy_curves(twins), key="acc")
 
 st.subheader("Sweep the learning rate")
 st.markdown(
@@ -126,9 +127,9 @@ st.markdown(
     "diverged, an open circle one that stalled; the dotted lines are the two rates chosen "
     "above."
 )
-result = ui.run_experiment("learning_rate", sweep_cfg)
+result = run.run_experiment(lr.EXPERIMENT, sweep_cfg)
 if result is not None:
-    ui.chart(figs.sweep_chart(result, values["lr_plain"], values["lr_bn"]), key="sweep")
+    pieces.chart(figs.sweep_chart(result, values["lr_plain"], values["lr_bn"]), key="sweep")
     for name, o in result:
         st.markdown(f"- **{name}** {lr.describe(o)}.")
 
@@ -138,9 +139,9 @@ st.markdown(
     "its final test accuracy; the initial weights are the paper's small Gaussian (std 0.01) "
     "times the scale on the left, so 10 is std 0.1 and 100 is std 1."
 )
-grid_result = ui.run_experiment("learning_rate", grid_cfg)
+grid_result = run.run_experiment(lr.EXPERIMENT, grid_cfg)
 if grid_result is not None:
-    ui.chart(figs.stability_map(grid_result), key="map")
+    pieces.chart(figs.stability_map(grid_result), key="map")
     cells = len(grid_result.lrs) * len(grid_result.scales)
     for name, o in grid_result:
         n = lr.counts(o)
@@ -149,7 +150,7 @@ if grid_result is not None:
             f"{n['stalled']}, diverged in {n['diverged']}."
         )
 
-ui.notice_box(
+pieces.notice_box(
     "What to notice",
     """
 - **Diverging and stalling are different failures.** A run *diverged* when its loss became
@@ -180,7 +181,7 @@ ui.notice_box(
 """,
 )
 with st.expander("Formulas"):
-    ui.formulas(
+    pieces.formulas(
         r"\text{SGD step:}\quad W \leftarrow W - \eta\, \frac{\partial L}{\partial W}",
         r"\text{BN is scale invariant:}\quad \mathrm{BN}((aW)u) = \mathrm{BN}(Wu),\qquad "
         r"\frac{\partial\, \mathrm{BN}((aW)u)}{\partial (aW)} = "
@@ -225,5 +226,5 @@ if result is not None:
 if grid_result is not None:
     downloads["Stability map (CSV)"] = (lambda: lr.sweep_csv(grid_result), "bnviz-lr-map.csv")
 if downloads:
-    ui.downloads(downloads, key=PAGE)
+    pieces.downloads(downloads, key=PAGE)
 st.caption("Every chart also saves as a PNG from its toolbar (the camera icon).")

@@ -3,7 +3,8 @@ parameters that take over a unit's scale and offset, on real layers and real dig
 
 import streamlit as st
 
-from bnviz import ui
+from bnviz.app import pieces, run, widgets
+from bnviz.app.controls import Control, log_grid, seed_control
 from bnviz.experiments import scale
 from bnviz.figures import scale as figs
 from bnviz.store import twins_to_npz
@@ -12,7 +13,7 @@ PAGE = "scale"
 D = scale.DEFAULTS
 EPS_LABELS = {"0": "0 (exact identity)", "1e-5": "1e-5 (PyTorch's default)"}
 CONTROLS = [
-    ui.Control(
+    Control(
         "eps",
         "BN's eps",
         "choice",
@@ -22,7 +23,7 @@ CONTROLS = [
         help="BN divides by sqrt(var + eps). With eps = 0 the identities are exact; "
         "with eps > 0 they hold while a²·var is much larger than eps.",
     ),
-    ui.Control(
+    Control(
         "layer",
         "Layer whose weights are scaled",
         "int",
@@ -32,7 +33,7 @@ CONTROLS = [
         step=1,
         help="W of this hidden layer's Linear, the weights that feed its BN.",
     ),
-    ui.Control(
+    Control(
         "batch_size",
         "Batch size",
         "grid",
@@ -40,19 +41,17 @@ CONTROLS = [
         options=(2, 4, 8, 16, 32, 60, 128, 256),
         help="The real mini-batch of digits the identities are measured on.",
     ),
-    ui.seed_control(D["seed"], help="Initial weights, the batch, and the training batch order."),
-    ui.Control(
+    seed_control(D["seed"], help="Initial weights, the batch, and the training batch order."),
+    Control(
         "lr",
         "Learning rate (training)",
         "grid",
         D["lr"],
-        options=ui.log_grid(0.01, 10),
+        options=log_grid(0.01, 10),
         help="Plain SGD; both nets use the same rate.",
     ),
-    ui.Control(
-        "steps", "Training steps", "grid", D["steps"], options=(500, 1000, 2000, 5000, 10000)
-    ),
-    ui.Control(
+    Control("steps", "Training steps", "grid", D["steps"], options=(500, 1000, 2000, 5000, 10000)),
+    Control(
         "weight_decay",
         "Weight decay (training)",
         "choice",
@@ -60,16 +59,12 @@ CONTROLS = [
         options=scale.WEIGHT_DECAY_CHOICES,
         help="L2 penalty. It pulls ||W|| back while the gradient steps push it out.",
     ),
-    ui.Control(
-        "a", "Scale a of the weights", "grid", D["a"], options=ui.log_grid(0.01, 100), where="view"
+    Control(
+        "a", "Scale a of the weights", "grid", D["a"], options=log_grid(0.01, 100), where="view"
     ),
-    ui.Control(
-        "gamma", "gamma (scale)", "float", D["gamma"], lo=0.0, hi=5.0, step=0.05, where="view"
-    ),
-    ui.Control(
-        "beta", "beta (offset)", "float", D["beta"], lo=-5.0, hi=5.0, step=0.05, where="view"
-    ),
-    ui.Control(
+    Control("gamma", "gamma (scale)", "float", D["gamma"], lo=0.0, hi=5.0, step=0.05, where="view"),
+    Control("beta", "beta (offset)", "float", D["beta"], lo=-5.0, hi=5.0, step=0.05, where="view"),
+    Control(
         "identity",
         "Recover the identity",
         "bool",
@@ -77,7 +72,7 @@ CONTROLS = [
         help="Sets gamma = sqrt(var + eps) and beta = mean of this unit's input: y = x.",
         where="view",
     ),
-    ui.Control(
+    Control(
         "bn_layer",
         "Hidden layer of the BN net",
         "int",
@@ -86,18 +81,24 @@ CONTROLS = [
         hi=3,
         step=1,
         where="view",
+        widget="segmented",
     ),
-    ui.Control("unit", "Unit", "int", D["unit"], lo=-1, hi=99, step=1, where="view"),
+    Control(
+        "unit",
+        "Unit",
+        "int",
+        D["unit"],
+        lo=-1,
+        hi=99,
+        step=1,
+        labels={-1: "the most off-centre unit"} | {u: f"#{u}" for u in range(100)},
+        help="Off-centre: the largest |mean| / std of its BN input, where undoing the "
+        "normalization needs both a scale and a shift.",
+        where="view",
+        widget="select",
+    ),
 ]
 BY_NAME = {c.name: c for c in CONTROLS}
-
-
-def view_widget(name: str, container, **kwargs):
-    """Draw a "view" control next to its figure, from its row of the table."""
-    c, key = BY_NAME[name], ui.key_of(PAGE, name)
-    if c.kind == "float":
-        return container.slider(c.label, c.lo, c.hi, step=c.step, key=key, **kwargs)
-    return c.widget(key, container)
 
 
 def sci(v: float) -> str:
@@ -105,21 +106,20 @@ def sci(v: float) -> str:
     return "0" if v == 0 else f"{v:.2g}"
 
 
-ui.header(
-    "Scale invariance and gamma/beta",
+pieces.lead(
     "Batch Normalization divides each unit's input by its own spread over the batch, so it "
     "does not care how large the weights before it are: **BN((aW)u) = BN(Wu)** for any a > 0. "
     "Below you scale the weights of a real layer, on real handwritten digits, and watch what "
     "changes and what does not: the output, the gradients, and over a whole training run the "
     "length of the weights. Then you set a BN unit's **gamma** and **beta** by hand.",
 )
-values = ui.page_controls(PAGE, CONTROLS, scale.PRESETS, scale.PRESET_HELP)
+values = widgets.page_controls(PAGE, CONTROLS, scale.PRESETS, scale.PRESET_HELP)
 eps = float(values["eps"])
 
 # ----------------------------------------------------------------------------- part 1
 st.header("1 · Scale the weights that feed a BN layer")
 slider_col, note_col = st.columns([3, 2])
-a = view_widget("a", slider_col)
+a = widgets.view(PAGE, BY_NAME["a"], slider_col)
 note_col.caption(
     f"The page takes the paper's net (64 → 3 × 100 sigmoid → 10) at step 0, scales the "
     f"weights W of hidden layer {values['layer']} by a, and runs one training step's forward "
@@ -155,12 +155,12 @@ cols[3].metric(
     "no gradient" if ident.bn_grad_vanishes else f"{ident.slope_bn:.3f}",
     help="Least-squares slope of log ‖∂L/∂(aW)‖ against log a over a = 0.01 … 100.",
 )
-ui.chart(figs.outputs_overlay(ident), key="overlay")
+pieces.chart(figs.outputs_overlay(ident), key="overlay")
 left, right = st.columns(2)
 with left:
-    ui.chart(figs.input_gradients(ident), key="du")
+    pieces.chart(figs.input_gradients(ident), key="du")
 with right:
-    ui.chart(figs.gradient_law(ident), key="law")
+    pieces.chart(figs.gradient_law(ident), key="law")
 if ident.bn_grad_vanishes:
     st.info(
         "With a batch of 2 and eps = 0, BN turns any two different values into −1 and +1, so "
@@ -211,10 +211,10 @@ st.markdown(
     f"1: **lr/‖W‖² is the step size that counts**. For the plain net the length of W matters "
     f"and lr/‖W‖² has no such meaning; it is drawn for comparison."
 )
-twins = ui.run_experiment("scale", cfg)
+twins = run.run_experiment(scale.EXPERIMENT, cfg)
 if twins is None:
     st.stop()
-ui.divergence_notes({"plain": twins.plain, "BN": twins.bn})
+pieces.divergence_notes(twins)
 norms = {h.label: scale.weight_norms(h) for h in twins}
 elr = scale.effective_lr(twins.bn)
 layer = values["layer"]
@@ -236,7 +236,7 @@ for col, h in zip(cols[2:], twins, strict=True):
         f"{h.test_acc[-1]:.1%}",
         help=f"On the test split after {h.record_steps[-1]:,} steps (eval mode).",
     )
-ui.chart(figs.norms_over_training(twins), key="norms")
+pieces.chart(figs.norms_over_training(twins), key="norms")
 st.caption(
     "Bottom row: ‖W_after − W_before‖ / ‖W_before‖ of single updates, recorded every "
     f"{cfg.record_every} steps and averaged (geometric mean) over {figs.SMOOTH} records, since "
@@ -251,7 +251,7 @@ st.markdown(
     "on training vs inference.)"
 )
 trained = scale.scale_trained(twins, layer)
-ui.chart(figs.trained_scaling(trained, a), key="trained")
+pieces.chart(figs.trained_scaling(trained, a), key="trained")
 
 # ----------------------------------------------------------------------------- part 3
 st.header("3 · gamma and beta: the unit's scale and offset")
@@ -266,24 +266,11 @@ st.markdown(
 )
 c1, c2, c3 = st.columns([2, 2, 3])
 with c1:
-    identity = view_widget("identity", st)
-    gamma = view_widget("gamma", st, disabled=identity)
-    beta = view_widget("beta", st, disabled=identity)
-layer_row, unit_row = BY_NAME["bn_layer"], BY_NAME["unit"]
-bn_layer = c2.segmented_control(
-    layer_row.label,
-    list(range(int(layer_row.lo), int(layer_row.hi) + 1)),
-    key=ui.key_of(PAGE, "bn_layer"),
-    required=True,
-)
-unit = c2.selectbox(
-    unit_row.label,
-    list(range(int(unit_row.lo), int(unit_row.hi) + 1)),
-    key=ui.key_of(PAGE, "unit"),
-    format_func=lambda u: "the most off-centre unit" if u < 0 else f"#{u}",
-    help="Off-centre: the largest |mean| / std of its BN input, where undoing the "
-    "normalization needs both a scale and a shift.",
-)
+    identity = widgets.view(PAGE, BY_NAME["identity"])
+    gamma = widgets.view(PAGE, BY_NAME["gamma"], disabled=identity)
+    beta = widgets.view(PAGE, BY_NAME["beta"], disabled=identity)
+bn_layer = widgets.view(PAGE, BY_NAME["bn_layer"], c2)
+unit = widgets.view(PAGE, BY_NAME["unit"], c2)
 gb = scale.gamma_beta(twins, bn_layer, unit, gamma, beta, identity)
 c3.markdown(
     f"Unit **#{gb.unit}** of BN layer {gb.layer} in the trained BN net, fed all "
@@ -307,9 +294,9 @@ cols[3].metric(
     sci(gb.identity_error),
     help="0 up to rounding when γ = sqrt(var + eps) and β = mean.",
 )
-ui.chart(figs.gamma_beta(gb), key="gamma-beta")
+pieces.chart(figs.gamma_beta(gb), key="gamma-beta")
 
-ui.notice_box(
+pieces.notice_box(
     "What to notice",
     f"""
 - **The overlay is exact.** At eps = 0 the BN outputs for W and aW agree to about 1e-15, the
@@ -331,7 +318,7 @@ ui.notice_box(
 """,
 )
 with st.expander("Formulas"):
-    ui.formulas(
+    pieces.formulas(
         r"\mathrm{BN}(x) = \gamma\,\frac{x-\mu_B}{\sqrt{\sigma_B^2+\epsilon}} + \beta,\qquad "
         r"\mu_B(aWu) = a\,\mu_B(Wu),\quad \sigma_B^2(aWu) = a^2\,\sigma_B^2(Wu)",
         r"\mathrm{BN}((aW)u) = \mathrm{BN}(Wu)\quad(\epsilon = 0,\ a > 0)",
@@ -353,7 +340,7 @@ with st.expander("Formulas"):
     )
 
 st.subheader("Download the data")
-ui.downloads(
+pieces.downloads(
     {
         "Gradient law (CSV)": (lambda: scale.identity_csv(ident), "bnviz-scale-gradient-law.csv"),
         "Scaled layer (NPZ)": (lambda: scale.identity_npz(ident), "bnviz-scale-layer.npz"),
@@ -361,7 +348,7 @@ ui.downloads(
     },
     key=f"{PAGE}-1",
 )
-ui.downloads(
+pieces.downloads(
     {
         "Trained nets, scaled (CSV)": (
             lambda: scale.trained_csv(trained),

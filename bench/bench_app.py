@@ -60,12 +60,12 @@ async def page_runs(url: str) -> dict[str, float]:
 
 
 def paper_preset_from_scratch() -> float:
+    from bnviz.app import workers
     from bnviz.experiments import drift
-    from bnviz.train import train_twins
 
     cfg = drift.config(**drift.PRESETS["Paper Figure 1"])
     start = time.perf_counter()
-    train_twins(cfg, parallel=True)
+    drift.EXPERIMENT(cfg, executor=workers)
     return time.perf_counter() - start
 
 

@@ -1,11 +1,12 @@
 """Time a learning-rate sweep of the paper's net (digits, 64-100-100-100-10 sigmoid, batch 60,
 float32): 16 runs = 8 rates (log grid 0.01..30) x plain/BN, 1,000 steps each, a record every
 100 steps. (a) 16 sequential ``train`` runs, (b) ``sweep`` in one process (one stack of 8 per
-group), (c) ``sweep_parallel`` over 2 processes (the first call starts the fork server and the
-worker, which later calls reuse). Then where two processes start to pay (smaller jobs, worker
-up), and the cost of one stacked step per net-step as K grows against one single-net step, in
-CPU seconds of this process (steadier than wall time on a shared machine). Everything in one
-run, as ratios; rounds interleaved and the best kept. Run: python bench/bench_sweep.py
+group), (c) ``bnviz.fanout.sweep`` over 2 worker processes (the first call starts the fork
+server and the worker, which later calls reuse). Then where two processes start to pay
+(smaller jobs, worker up), and the cost of one stacked step per net-step as K grows against one
+single-net step, in CPU seconds of this process (steadier than wall time on a shared machine).
+Everything in one run, as ratios; rounds interleaved and the best kept.
+Run: python bench/bench_sweep.py
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from dataclasses import replace
 
 import numpy as np
 
-import bnviz.sweep as sweep_module
+from bnviz import fanout
+from bnviz.app import workers as executor
 from bnviz.blas import single_threaded_blas
-from bnviz.sweep import (
-    MIN_PARALLEL_MACS,
-    MIN_PARALLEL_MACS_WARM,
-    NumpyStack,
-    _batches,
-    forward_macs,
-    sweep_parallel,
-)
+from bnviz.fanout import MIN_PARALLEL_MACS, MIN_PARALLEL_MACS_WARM, forward_macs
+from bnviz.sweep import NumpyStack, _batches
 from bnviz.train import Run, TrainConfig, load_data, train
+
+
+def sweep_parallel(configs: list[TrainConfig], workers: int) -> list:
+    return fanout.sweep(configs, executor=executor, workers=workers)
+
 
 RATES = np.geomspace(0.01, 30.0, 8)
 BASE = TrainConfig(
@@ -113,13 +114,13 @@ def crossover(rounds: int = 3) -> None:
         configs = [replace(cfg, steps=steps, record_every=steps // 10) for cfg in grid()]
         work = sum(forward_macs(cfg, data.n_features, data.n_classes) for cfg in configs)
         one = two = np.inf
-        saved, sweep_module.MIN_PARALLEL_MACS_WARM = sweep_module.MIN_PARALLEL_MACS_WARM, 0.0
+        saved, fanout.MIN_PARALLEL_MACS_WARM = fanout.MIN_PARALLEL_MACS_WARM, 0.0
         try:
             for _ in range(rounds):
                 one = min(one, timed(lambda c=configs: sweep_parallel(c, workers=1))[0])
                 two = min(two, timed(lambda c=configs: sweep_parallel(c, workers=2))[0])
         finally:
-            sweep_module.MIN_PARALLEL_MACS_WARM = saved
+            fanout.MIN_PARALLEL_MACS_WARM = saved
         print(
             f"  {steps:4d} steps ({work:.1e} MACs): 1 process {one:5.2f} s, "
             f"2 processes {two:5.2f} s, ratio {one / two:4.2f}x"

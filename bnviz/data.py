@@ -19,6 +19,16 @@ import numpy as np
 
 DATASETS = ("digits", "moons", "circles", "spirals", "xor", "blobs", "mnist")
 BATCH_ORDERS = ("shuffled", "fixed", "class_sorted")
+PAGE_DATASETS = DATASETS[:-1]  # what a page offers: MNIST needs a folder of IDX files
+DATASET_TITLES = {
+    "digits": "handwritten digits (8x8)",
+    "moons": "two moons (2-D)",
+    "circles": "circles (2-D)",
+    "spirals": "spirals (2-D)",
+    "xor": "XOR (2-D)",
+    "blobs": "blobs (2-D)",
+    "mnist": "MNIST (28x28)",
+}
 
 N_SAMPLES_RANGE = (20, 100_000)
 NOISE_RANGE = (0.0, 2.0)

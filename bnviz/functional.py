@@ -267,6 +267,7 @@ class Activation:
     """An activation as an (output, derivative) pair, the derivative written from the output."""
 
     name: str
+    title: str  # as students write it: "ReLU", not "relu"
     fn: Callable[..., Array]  # fn(z, overwrite=False) -> a
     grad: Callable[..., Array]  # grad(a, da, overwrite=False) -> dz
     saturation_threshold: float | None  # |z| beyond which the gradient is < 10% of its peak
@@ -274,12 +275,15 @@ class Activation:
 
 ACTIVATIONS: dict[str, Activation] = {
     # sigmoid'(z) = s(1-s) < 0.1 * 0.25  <=>  |z| > 2 acosh(sqrt(10)) ~= 3.64
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_grad, 2.0 * float(np.arccosh(np.sqrt(10.0)))),
+    "sigmoid": Activation(
+        "sigmoid", "sigmoid", sigmoid, sigmoid_grad, 2.0 * float(np.arccosh(np.sqrt(10.0)))
+    ),
     # tanh'(z) = 1 - tanh^2 < 0.1  <=>  |z| > acosh(sqrt(10)) ~= 1.82
-    "tanh": Activation("tanh", tanh, tanh_grad, float(np.arccosh(np.sqrt(10.0)))),
-    "relu": Activation("relu", relu, relu_grad, None),
-    "linear": Activation("linear", identity, identity_grad, None),
+    "tanh": Activation("tanh", "tanh", tanh, tanh_grad, float(np.arccosh(np.sqrt(10.0)))),
+    "relu": Activation("relu", "ReLU", relu, relu_grad, None),
+    "linear": Activation("linear", "linear", identity, identity_grad, None),
 }
+NONLINEARITIES = ("sigmoid", "tanh", "relu")  # what a page offers; "linear" makes a deep linear net
 
 
 # --------------------------------------------------------------------------- dropout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bnviz.export import columns_of, csv_table, npz_bytes, padded
 from bnviz.record import LayerRecord, SiteRecord
 from bnviz.train import History, TrainConfig, Twins
 
@@ -21,6 +22,7 @@ Array = np.ndarray
 FORMAT_VERSION = 1
 _SITE_FIELDS = tuple(SiteRecord.__dataclass_fields__)
 _LAYER_ARRAYS = ("grad_norm", "update_ratio", "weight_norm")
+_SITE_COLUMNS = ("mean", "std", "drift_prev", "drift_init", "saturation")  # in the CSV
 
 
 def history_arrays(h: History, prefix: str = "") -> dict[str, Array]:
@@ -91,9 +93,7 @@ def twins_to_npz(twins: Twins) -> bytes:
     arrays = {"format_version": np.array(FORMAT_VERSION)}
     arrays.update(history_arrays(twins.plain, "plain/"))
     arrays.update(history_arrays(twins.bn, "bn/"))
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+    return npz_bytes(arrays)
 
 
 def twins_from_npz(source: bytes | str | Path) -> Twins:
@@ -109,42 +109,30 @@ def twins_from_npz(source: bytes | str | Path) -> Twins:
 def records_csv(twins: Twins) -> str:
     """One row per (run, record, hidden layer, site): the numbers behind every chart."""
     rows = [
-        "run,step,test_loss,test_acc,layer,site,mean,std,drift_prev,drift_init,saturation,"
-        "grad_norm,update_ratio,weight_norm"
+        {
+            "run": h.label,
+            "step": step,
+            "test_loss": h.test_loss[r],
+            "test_acc": h.test_acc[r],
+            "layer": layer.index,
+            "site": site,
+            **{name: getattr(rec, name)[r] for name in _SITE_COLUMNS},
+            **{name: getattr(layer, name)[r] for name in _LAYER_ARRAYS},
+        }
+        for h in twins
+        for r, step in enumerate(h.record_steps)
+        for layer in h.layers
+        for site, rec in layer.sites.items()
     ]
-    for h in twins:
-        for r, step in enumerate(h.record_steps):
-            for layer in h.layers:
-                for site, rec in layer.sites.items():
-                    cells = [
-                        h.label,
-                        str(step),
-                        _num(h.test_loss[r]),
-                        _num(h.test_acc[r]),
-                        str(layer.index),
-                        site,
-                        _num(rec.mean[r]),
-                        _num(rec.std[r]),
-                        _num(rec.drift_prev[r]),
-                        _num(rec.drift_init[r]),
-                        _num(rec.saturation[r]),
-                        _num(layer.grad_norm[r]),
-                        _num(layer.update_ratio[r]),
-                        _num(layer.weight_norm[r]),
-                    ]
-                    rows.append(",".join(cells))
-    return "\n".join(rows) + "\n"
+    return csv_table(columns_of(rows))
 
 
 def loss_csv(twins: Twins) -> str:
     """Per-step training loss of both runs (empty where a run diverged and stopped)."""
     n = max(len(h.loss) for h in twins)
-    rows = ["step,plain_loss,bn_loss"]
-    for t in range(n):
-        cells = [_num(h.loss[t]) if t < len(h.loss) else "" for h in twins]
-        rows.append(f"{t},{cells[0]},{cells[1]}")
-    return "\n".join(rows) + "\n"
+    return csv_table({"step": range(n), **{f"{_key(h)}_loss": padded(h.loss, n) for h in twins}})
 
 
-def _num(v: float) -> str:
-    return "" if not np.isfinite(v) else f"{float(v):.6g}"
+def _key(h: History) -> str:
+    """A run's label as a column-name prefix: "plain", "bn"."""
+    return h.label.lower().replace(" ", "_")

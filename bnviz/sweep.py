@@ -11,23 +11,22 @@ one for one (the same BLAS kernels on the same shapes, the same reductions, the 
 run), and each run's numpy MLP is synced from the stack whenever it is measured. A run that
 diverges is snapshotted and dropped from the stack, so it stops costing anything.
 
-``sweep`` runs one compatible group in this process; ``sweep_parallel`` groups any configs, splits
-the work over processes and runs one share in this process; ``sweep_torch`` runs the same stacked
-step with torch tensors (CUDA when available).
+``sweep`` runs one compatible group in this process (``bnviz.fanout`` splits any configs over
+worker processes); ``sweep_torch`` runs the same stacked step with torch tensors (CUDA when
+available).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from functools import lru_cache
 
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
-from bnviz import workers as worker_pool
 from bnviz.blas import single_threaded_blas
 from bnviz.data import BatchSampler, Dataset
 from bnviz.functional import row_offsets
@@ -55,12 +54,6 @@ SHARED = tuple(f.name for f in fields(TrainConfig) if f.name not in SWEPT)
 
 STACK_ELEMENTS = 96_000  # see stack_size
 
-# Below this much work (multiply-adds of all forward passes; 1e9 take ~0.1 s here) a second
-# process does not pay: starting the kept worker costs ~0.4 s, so a job must be worth ~1 s
-# before the first start; once the worker is up, ~0.05 s is enough (bench/bench_sweep.py).
-MIN_PARALLEL_MACS = 5e9
-MIN_PARALLEL_MACS_WARM = 5e8
-
 
 # --------------------------------------------------------------------------- configs
 
@@ -86,7 +79,7 @@ def check_compatible(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
                 raise ValueError(
                     f"configs[{i}].{name} = {b!r} differs from configs[0].{name} = {a!r}: "
                     f"runs of one sweep may differ only in {', '.join(SWEPT)} "
-                    "(use sweep_parallel to train incompatible groups)"
+                    "(bnviz.fanout.sweep trains incompatible groups)"
                 )
     return configs
 
@@ -97,13 +90,6 @@ def compatible_groups(configs: Sequence[TrainConfig]) -> list[list[int]]:
     for i, cfg in enumerate(configs):
         groups.setdefault(shared_key(cfg), []).append(i)
     return list(groups.values())
-
-
-def forward_macs(cfg: TrainConfig, n_features: int, n_classes: int) -> float:
-    """Multiply-adds of one run's forward passes over all its steps: a proxy for its cost."""
-    sizes = (n_features, *cfg.hidden, n_classes)
-    per_example = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-    return float(per_example) * cfg.batch_size * cfg.steps
 
 
 # --------------------------------------------------------------------------- stacked kernels
@@ -515,7 +501,7 @@ def stack_size(cfg: TrainConfig) -> int:
     return max(1, STACK_ELEMENTS // (cfg.batch_size * max(cfg.hidden)))
 
 
-def _sweep(
+def sweep_stacks(
     configs: list[TrainConfig], data: Dataset, progress: Progress | None = None
 ) -> list[History]:
     """Compatible configs as stacks of at most ``stack_size`` runs, one after the other (each
@@ -545,103 +531,7 @@ def sweep(configs: Sequence[TrainConfig], progress: Progress | None = None) -> l
     share of the time (the time of a chunk of steps over the runs in the stack).
     """
     configs = check_compatible(configs)
-    return _sweep(configs, load_data(configs[0]), progress)
-
-
-# --------------------------------------------------------------------------- parallel
-# Shares run in the kept worker processes of ``bnviz.workers`` (started once, ~0.5 s the first
-# time): the calling process only waits and relays progress, so a server's threads stay free.
-
-Share = list[tuple[list[int], list[TrainConfig], Dataset]]  # one process's stacks of runs
-
-
-def _run_share(share: Share, progress: Callable[[int], None] | None = None) -> list[History]:
-    """Train each stack of a share in turn; progress counts net-steps over the whole share."""
-    out: list[History] = []
-    offset = 0
-    for _, configs, data in share:
-        k = len(configs)
-
-        def on_progress(
-            done: int, total: int, offset: int = offset, k: int = k, steps: int = configs[0].steps
-        ) -> None:
-            if progress is not None:
-                progress(offset + done * k * steps // total)
-
-        out += _sweep(configs, data, on_progress)
-        offset += k * configs[0].steps
-    return out
-
-
-def plan_shares(configs: Sequence[TrainConfig], workers: int) -> list[Share]:
-    """Split configs into per-process shares of compatible stacks: worker j takes every
-    ``workers``-th run of every group, so each process gets the same mix of plain and BN nets,
-    small and large rates (and their early divergences)."""
-    groups = compatible_groups(configs)
-    data = [load_data(configs[g[0]]) for g in groups]
-    shares = []
-    for j in range(max(1, workers)):
-        share = [
-            (g[j::workers], [configs[i] for i in g[j::workers]], d)
-            for g, d in zip(groups, data, strict=True)
-            if g[j::workers]
-        ]
-        if share:
-            shares.append(share)
-    return shares
-
-
-def sweep_parallel(
-    configs: Sequence[TrainConfig], progress: Progress | None = None, workers: int = 2
-) -> list[History]:
-    """Train any configs (grouped into compatible stacks) over ``workers`` processes; one
-    History per config, in order, each equal to ``train``'s.
-
-    Small jobs (under MIN_PARALLEL_MACS of work, MIN_PARALLEL_MACS_WARM once the workers are
-    up) and ``workers=1`` stay in this process; otherwise every share runs in a kept worker
-    process of ``bnviz.workers``.
-    ``progress(done, total)`` counts net-steps (a step of one run) over all configs.
-    """
-    configs = list(configs)
-    for i, cfg in enumerate(configs):
-        if not isinstance(cfg, TrainConfig):
-            raise ValueError(f"configs[{i}] must be a TrainConfig, got {type(cfg).__name__}")
-    if not configs:
-        return []
-    workers = max(1, int(workers))
-    shares = plan_shares(configs, workers)
-    work = sum(
-        forward_macs(cfg, d.n_features, d.n_classes)
-        for share in shares
-        for _, cfgs, d in share
-        for cfg in cfgs
-    )
-    warm = worker_pool.is_running(len(shares))
-    if work < (MIN_PARALLEL_MACS_WARM if warm else MIN_PARALLEL_MACS):
-        shares = plan_shares(configs, 1)
-    total = sum(cfg.steps for cfg in configs)
-    done = [0] * len(shares)
-
-    def report(worker: int, value: int) -> None:
-        done[worker] = value
-        if progress:
-            progress(min(total, sum(done)), total)
-
-    if progress:
-        progress(0, total)
-    if len(shares) == 1:
-        results = [_run_share(shares[0], lambda d: report(0, d))]
-    else:
-        calls = [(_run_share, (share,), {}) for share in shares]
-        results = worker_pool.run_many(calls, lambda j, values: report(j, values[0]))
-    out: list[History | None] = [None] * len(configs)
-    for j, (share, histories) in enumerate(zip(shares, results, strict=True)):
-        indices = [i for idx, _, _ in share for i in idx]
-        for i, h in zip(indices, histories, strict=True):
-            out[i] = h
-        # a worker's last progress message may trail its result: settle the count from results
-        report(j, sum(len(idx) * max(out[i].steps_done for i in idx) for idx, _, _ in share))
-    return out
+    return sweep_stacks(configs, load_data(configs[0]), progress)
 
 
 # --------------------------------------------------------------------------- torch

@@ -362,27 +362,29 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> History:
 
 @dataclass
 class Twins:
+    """A plain and a BN run on the same start and batches; a sequence of the two runs."""
+
     plain: History
     bn: History
 
     def __iter__(self):
         return iter((self.plain, self.bn))
 
+    def __len__(self) -> int:
+        return 2
 
-def train_twins(
-    cfg: TrainConfig, progress: Progress | None = None, parallel: bool = False
-) -> Twins:
+    def __getitem__(self, i: int) -> History:
+        return (self.plain, self.bn)[i]
+
+
+def train_twins(cfg: TrainConfig, progress: Progress | None = None) -> Twins:
     """A plain and a BN net, same initial weight matrices, same batch sequence, in lockstep.
 
     The BN net's hidden Linear layers have no bias (beta replaces it); the plain net's biases
-    start at zero. Everything else in ``cfg`` is shared; ``cfg.batchnorm`` is ignored. With
-    ``parallel`` the two nets train at once in two worker processes (``bnviz.workers``): the
-    same results, since each net is a pure function of its config and seed (the initial
-    weights are drawn before any bias or BN parameter, so they are identical by construction).
+    start at zero. Everything else in ``cfg`` is shared; ``cfg.batchnorm`` is ignored. The
+    initial weights are drawn before any bias or BN parameter, so the two nets are also equal
+    to two separate ``train`` runs (``bnviz.fanout.twins`` trains them in two processes).
     """
-    plain_cfg, bn_cfg = replace(cfg, batchnorm=False), replace(cfg, batchnorm=True)
-    if parallel:
-        return _train_twins_in_workers(plain_cfg, bn_cfg, progress)
     plain, bn = twin_runs(cfg)
     drive([plain, bn], progress)
     return Twins(plain.history(), bn.history())
@@ -399,23 +401,3 @@ def twin_runs(cfg: TrainConfig, run_type: type[Run] = Run, **kwargs: Any) -> tup
         bn_model.copy_weights_from(plain.model)
         bn = run_type(bn_cfg, data, bn_model, **kwargs)
     return plain, bn
-
-
-def _train_twins_in_workers(
-    plain_cfg: TrainConfig, bn_cfg: TrainConfig, progress: Progress | None
-) -> Twins:
-    from bnviz import workers
-
-    done = [0, 0]
-
-    def relay(i: int, values: tuple) -> None:
-        done[i] = values[0]
-        if progress:
-            progress(min(done), values[1])
-
-    if progress:
-        progress(0, plain_cfg.steps)
-    plain, bn = workers.run_many([(train, (plain_cfg,), {}), (train, (bn_cfg,), {})], relay)
-    if progress:
-        progress(plain_cfg.steps, plain_cfg.steps)
-    return Twins(plain, bn)

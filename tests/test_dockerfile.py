@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bnviz.lessons import LESSONS
+from bnviz.app.lessons import LESSONS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"

@@ -6,16 +6,13 @@ precomputed assets and the tests all build the same config from the same values.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
 import numpy as np
 
-from bnviz import assets
-from bnviz.train import History, TrainConfig, Twins, train_twins
+from bnviz import fanout
+from bnviz.experiment import Executor, Experiment, Progress
+from bnviz.train import History, TrainConfig, Twins
 
 TARGET_ACC = 0.9  # "steps to 90% test accuracy", the speed-up the page reports
-PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
 MAX_STEPS = 50_000  # one student's run must not hold a trainer for minutes
 RECORDS = 100  # records per run, whatever its length: enough frames, bounded cost
 MIN_RECORD_EVERY = 10  # short runs record less often: a record costs about five steps
@@ -78,10 +75,11 @@ def config(
     )
 
 
-def run(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> Twins:
-    """Twins for cfg: from assets/ when precomputed, otherwise trained now."""
-    stored = assets.find(cfg)
-    return stored if stored is not None else train_twins(cfg, progress, parallel=True)
+def run(
+    cfg: TrainConfig, progress: Progress | None = None, executor: Executor | None = None
+) -> Twins:
+    """The twins for cfg, trained now (in two worker processes when given an executor)."""
+    return fanout.twins(cfg, progress, executor)
 
 
 def steps_to_accuracy(h: History, target: float) -> int | None:
@@ -90,5 +88,12 @@ def steps_to_accuracy(h: History, target: float) -> int | None:
     return int(h.record_steps[hits[0]]) if len(hits) else None
 
 
-def config_from_json(text: str) -> TrainConfig:
-    return TrainConfig.from_dict(json.loads(text))
+EXPERIMENT = Experiment(
+    "drift",
+    run,
+    processes=2,
+    shipped={  # the first paint of the home page and of this lesson's defaults
+        "paper-figure-1": config(**PRESETS["Paper Figure 1"]),
+        "drift-default": config(**DEFAULTS),
+    },
+)

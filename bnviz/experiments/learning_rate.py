@@ -15,21 +15,19 @@ first value), ``stalled`` (finished with its loss still near chance level) or ``
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from bnviz.sweep import sweep_parallel
+from bnviz import fanout
+from bnviz.experiment import Executor, Experiment, Progress
+from bnviz.export import columns_of, csv_table, padded
 from bnviz.train import History, TrainConfig, Twins, load_data
 
-PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
-
 Array = np.ndarray
-Progress = Callable[[int, int], None]
 
 # A run whose final loss is still above this fraction of chance level (log of the number of
 # classes: the loss of a uniform guess) has learned next to nothing: "stalled".
@@ -215,19 +213,6 @@ def grid(values: dict[str, Any]) -> Grid:
     return Grid(base)
 
 
-def config_from_json(text: str) -> Curves | Sweep | Grid:
-    d = json.loads(text)
-    base = TrainConfig.from_dict(d["base"])
-    kind = d.get("kind")
-    if kind == "curves":
-        return Curves(base, float(d["lr_plain"]), float(d["lr_bn"]))
-    if kind == "sweep":
-        return Sweep(base, tuple(d["lrs"]))
-    if kind == "grid":
-        return Grid(base, tuple(d["lrs"]), tuple(d["scales"]))
-    raise ValueError(f"unknown learning-rate experiment {kind!r}")
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -327,7 +312,10 @@ class GridResult:
 
 
 def _both(
-    plain: list[TrainConfig], bn: list[TrainConfig], progress: Progress | None
+    plain: list[TrainConfig],
+    bn: list[TrainConfig],
+    progress: Progress | None,
+    executor: Executor | None,
 ) -> tuple[list[History], list[History]]:
     """Train the plain and the BN configs through the sweep engine, on both cores when the
     work is large enough. Progress is reported in steps per run (the engine counts the steps of
@@ -337,18 +325,24 @@ def _both(
     def per_run(done: int, total: int) -> None:
         progress(done // n, total // n)
 
-    histories = sweep_parallel([*plain, *bn], progress=per_run if progress else None, workers=2)
+    histories = fanout.sweep(
+        [*plain, *bn], progress=per_run if progress else None, executor=executor, workers=2
+    )
     return histories[: len(plain)], histories[len(plain) :]
 
 
-def run(cfg: Curves | Sweep | Grid, progress: Progress | None = None) -> Any:
+def run(
+    cfg: Curves | Sweep | Grid,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> Any:
     """Twins for ``Curves``; a SweepResult or GridResult for the sweeps."""
     if isinstance(cfg, Curves):
         plain_cfg, bn_cfg = cfg.configs()
-        (plain,), (bn,) = _both([plain_cfg], [bn_cfg], progress)
+        (plain,), (bn,) = _both([plain_cfg], [bn_cfg], progress, executor)
         return Twins(_light(plain), _light(bn))
     chance = chance_loss(cfg.base)
-    plain, bn = _both(cfg.configs(False), cfg.configs(True), progress)
+    plain, bn = _both(cfg.configs(False), cfg.configs(True), progress, executor)
     if isinstance(cfg, Sweep):
         return SweepResult(np.array(cfg.lrs), outcomes(plain, chance), outcomes(bn, chance))
     if isinstance(cfg, Grid):
@@ -364,46 +358,42 @@ def _light(h: History) -> History:
     return replace(h, final_state={}, layers=[])
 
 
+EXPERIMENT = Experiment("learning_rate", run, processes=2)
+
+
 # --------------------------------------------------------------------------- tables
 
 
 def sweep_csv(result: SweepResult | GridResult) -> str:
     """One row per run: its net, rate, initial scale and how it ended."""
     rows = [
-        "net,learning_rate,init_scale,steps,outcome,diverged_at,first_loss,final_loss,"
-        "final_test_acc"
+        {
+            "net": name,
+            "learning_rate": o.lr[i],
+            "init_scale": o.init_scale[i],
+            "steps": o.steps,
+            "outcome": o.outcome[i],
+            "diverged_at": None if o.diverged_at[i] < 0 else int(o.diverged_at[i]),
+            "first_loss": o.first_loss[i],
+            "final_loss": o.final_loss[i],
+            "final_test_acc": o.final_acc[i],
+        }
+        for name, o in result
+        for i in range(len(o.lr))
     ]
-    for name, o in result:
-        for i in range(len(o.lr)):
-            cells = [
-                name,
-                f"{o.lr[i]:g}",
-                f"{o.init_scale[i]:g}",
-                str(o.steps),
-                o.outcome[i],
-                "" if o.diverged_at[i] < 0 else str(int(o.diverged_at[i])),
-                _num(o.first_loss[i]),
-                _num(o.final_loss[i]),
-                _num(o.final_acc[i]),
-            ]
-            rows.append(",".join(cells))
-    return "\n".join(rows) + "\n"
+    return csv_table(columns_of(rows))
 
 
 def curves_csv(twins: Twins) -> str:
     """Per-step loss and the recorded test accuracy of the two-slider runs."""
-    n = max(len(h.loss) for h in twins)
-    acc = [dict(zip(h.record_steps.tolist(), h.test_acc.tolist(), strict=True)) for h in twins]
-    rows = ["step,plain_loss,bn_loss,plain_test_acc,bn_test_acc"]
-    for t in range(n + 1):
-        loss = [_num(h.loss[t]) if t < len(h.loss) else "" for h in twins]
-        accs = [_num(a[t]) if t in a else "" for a in acc]
-        rows.append(",".join([str(t), *loss, *accs]))
-    return "\n".join(rows) + "\n"
-
-
-def _num(v: float) -> str:
-    return "" if not np.isfinite(v) else f"{float(v):.6g}"
+    n = max(len(h.loss) for h in twins) + 1
+    columns: dict[str, list] = {"step": list(range(n))}
+    for h in twins:
+        columns[f"{h.label.lower()}_loss"] = padded(h.loss, n)
+    for h in twins:
+        acc = dict(zip(h.record_steps.tolist(), h.test_acc.tolist(), strict=True))
+        columns[f"{h.label.lower()}_test_acc"] = [acc.get(t) for t in range(n)]
+    return csv_table(columns)
 
 
 # --------------------------------------------------------------------------- the paper's numbers

@@ -15,20 +15,19 @@ so the identities hold to rounding:
 
 from __future__ import annotations
 
-import io
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from bnviz import fanout
 from bnviz import functional as F
 from bnviz.blas import single_threaded_blas
 from bnviz.data import load_dataset
+from bnviz.experiment import Executor, Experiment, Progress
+from bnviz.export import columns_of, csv_table, npz_bytes
 from bnviz.nn import MLP
-from bnviz.train import History, TrainConfig, Twins, build_model, load_data, train_twins
-
-PROCESSES = 2  # worker processes a run keeps busy (the guard in bnviz.ui counts them)
+from bnviz.train import History, TrainConfig, Twins, build_model, load_data
 
 Array = np.ndarray
 
@@ -39,6 +38,7 @@ RECORDS = 100  # records per training run, whatever its length
 A_GRID = np.logspace(-2, 2, 41)  # scales of W for the gradient law and the trained-net test
 LINEAR_Y = 1.0  # "near-linear": |y| < 1, where sigmoid(y) is within 0.019 of 0.5 + y/4
 SATURATION_Y = F.ACTIVATIONS["sigmoid"].saturation_threshold  # sigmoid'(y) < 10% of its peak
+DIGITS = 10  # significant digits in the downloads: these identities hold to ~1e-15
 EPS_CHOICES = ("0", "1e-12", "1e-8", "1e-5", "1e-3", "0.1")
 WEIGHT_DECAY_CHOICES = ("0", "1e-4", "1e-3", "1e-2")
 
@@ -253,20 +253,24 @@ def identity(
 
 def identity_csv(ident: Identity) -> str:
     """The gradient-law sweep: one row per scale a."""
-    rows = ["a,grad_norm_plain,grad_norm_bn,loss_plain,loss_bn"]
-    for k, s in enumerate(ident.grid):
-        cells = (s, ident.grad_norm_plain[k], ident.grad_norm_bn[k])
-        cells += (ident.loss_plain[k], ident.loss_bn[k])
-        rows.append(",".join(_num(v) for v in cells))
-    return "\n".join(rows) + "\n"
+    return csv_table(
+        {
+            "a": ident.grid,
+            "grad_norm_plain": ident.grad_norm_plain,
+            "grad_norm_bn": ident.grad_norm_bn,
+            "loss_plain": ident.loss_plain,
+            "loss_bn": ident.loss_bn,
+        },
+        digits=DIGITS,
+    )
 
 
 def identity_npz(ident: Identity) -> bytes:
     """Every array of the identity experiment (no pickle)."""
     arrays = {
-        "layer": np.array(ident.layer),
-        "a": np.array(ident.a),
-        "eps": np.array(ident.eps),
+        "layer": ident.layer,
+        "a": ident.a,
+        "eps": ident.eps,
         "W": ident.weight,
         "grid": ident.grid,
         "grad_norm_plain": ident.grad_norm_plain,
@@ -278,9 +282,7 @@ def identity_npz(ident: Identity) -> bytes:
         for tag, p in zip(("a1", "a"), getattr(ident, net), strict=True):
             for field in ("u", "z", "out", "du", "dw"):
                 arrays[f"{net}/{tag}/{field}"] = getattr(p, field)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+    return npz_bytes(arrays)
 
 
 # --------------------------------------------------------------------------- training
@@ -307,14 +309,14 @@ def config(lr: float, steps: int, seed: int, weight_decay: float = 0.0) -> Train
     )
 
 
-def run(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> Twins:
-    """Plain and BN twins for cfg, trained now (``ui.run_experiment`` caches them)."""
-    return train_twins(cfg, progress, parallel=True)
+def run(
+    cfg: TrainConfig, progress: Progress | None = None, executor: Executor | None = None
+) -> Twins:
+    """Plain and BN twins for cfg, trained now (in two worker processes given an executor)."""
+    return fanout.twins(cfg, progress, executor)
 
 
-def config_from_json(text: str) -> TrainConfig:
-    """The inverse of ``json.dumps(cfg.as_dict())``: the cache key back into a config."""
-    return TrainConfig.from_dict(json.loads(text))
+EXPERIMENT = Experiment("scale", run, processes=2)
 
 
 def weight_norms(h: History) -> list[Array]:
@@ -372,21 +374,21 @@ def scale_trained(twins: Twins, layer: int, grid: Array = A_GRID) -> TrainedScal
 
 
 def trained_csv(ts: TrainedScaling) -> str:
-    rows = ["a,loss_plain,loss_bn,acc_plain,acc_bn"]
-    for k, s in enumerate(ts.grid):
-        cells = (s, ts.loss["plain"][k], ts.loss["BN"][k], ts.acc["plain"][k], ts.acc["BN"][k])
-        rows.append(",".join(_num(v) for v in cells))
-    return "\n".join(rows) + "\n"
+    columns = {"a": ts.grid}
+    columns |= {f"loss_{run.lower()}": ts.loss[run] for run in ts.loss}
+    columns |= {f"acc_{run.lower()}": ts.acc[run] for run in ts.acc}
+    return csv_table(columns, digits=DIGITS)
 
 
 def norms_csv(twins: Twins) -> str:
     """||W_l|| and lr/||W_l||^2 per run, record and hidden layer."""
-    rows = ["run,step,layer,weight_norm,effective_lr"]
-    for h in twins:
-        for i, (w, e) in enumerate(zip(weight_norms(h), effective_lr(h), strict=True), 1):
-            for r, step in enumerate(h.record_steps):
-                rows.append(f"{h.label},{step},{i},{_num(w[r])},{_num(e[r])}")
-    return "\n".join(rows) + "\n"
+    rows = [
+        {"run": h.label, "step": step, "layer": i, "weight_norm": w[r], "effective_lr": e[r]}
+        for h in twins
+        for i, (w, e) in enumerate(zip(weight_norms(h), effective_lr(h), strict=True), 1)
+        for r, step in enumerate(h.record_steps)
+    ]
+    return csv_table(columns_of(rows), digits=DIGITS)
 
 
 # --------------------------------------------------------------------------- gamma and beta
@@ -485,11 +487,4 @@ def gamma_beta(
 
 
 def gamma_beta_csv(gb: GammaBeta) -> str:
-    rows = ["x,x_hat,y,sigmoid_y"]
-    for row in zip(gb.x, gb.x_hat, gb.y, gb.s, strict=True):
-        rows.append(",".join(_num(v) for v in row))
-    return "\n".join(rows) + "\n"
-
-
-def _num(v: float) -> str:
-    return "" if not np.isfinite(v) else f"{float(v):.10g}"
+    return csv_table({"x": gb.x, "x_hat": gb.x_hat, "y": gb.y, "sigmoid_y": gb.s}, digits=DIGITS)

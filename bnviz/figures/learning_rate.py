@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from bnviz.experiments.learning_rate import GridResult, Outcomes, SweepResult
-from bnviz.figures import drift, style
+from bnviz.figures import common, style
 from bnviz.train import Twins
 
 Array = np.ndarray
@@ -22,14 +22,9 @@ ACC_SCALE = "Viridis"  # sequential and readable in grayscale; not the runs' own
 DIVERGED_FILL = style.rgba(style.ACCENT, 0.85)
 
 
-def fmt_rate(lr: float) -> str:
-    """A learning rate as students read it: 0.001, 0.3, 3, 30."""
-    return f"{float(lr):g}"
-
-
 def _rated(fig: go.Figure, twins: Twins, title: str) -> go.Figure:
     """Name each run's trace after its own learning rate."""
-    rates = {h.label: fmt_rate(h.config.lr) for h in twins}
+    rates = {h.label: common.fmt_value(h.config.lr) for h in twins}
     for trace in fig.data:
         if trace.name in rates and trace.showlegend is not False:
             trace.name = f"{trace.name}, rate {rates[trace.name]}"
@@ -43,40 +38,21 @@ def _ended(o: Outcomes, i: int) -> str:
     return "stalled" if o.stalled[i] else "learned"
 
 
-def log_ticks(lo: float, hi: float) -> list[float]:
-    """1-2-5 tick values covering [lo, hi], for a log axis whose every label reads as a full
-    number (plotly's own minor labels print a bare "2" or "5", which students misread)."""
-    if not (lo > 0 and hi >= lo and math.isfinite(hi)):
-        return [0.1, 1.0, 10.0]
-    ticks = []
-    for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
-        ticks += [float(f"{m * 10.0**e:.6g}") for m in (1, 2, 5)]
-    inside = [t for t in ticks if lo <= t <= hi]
-    if len(inside) > 8:  # many decades: label the decades only
-        inside = [t for t in inside if f"{t:g}".lstrip("0.").startswith("1")]
-    return inside or [min(ticks, key=lambda t: abs(math.log10(t / lo)))]
-
-
-def _set_log_ticks(fig: go.Figure, lo: float, hi: float, **where) -> None:
-    ticks = log_ticks(lo, hi)
-    fig.update_yaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], **where)
-
-
 def loss_curves(twins: Twins, smooth: int = 20) -> go.Figure:
     """Training loss of the two-rate runs (log y); a diverged run's curve stops where it did."""
-    fig = drift.loss_curves(twins, smooth=smooth)
-    rates = " vs ".join(f"{h.label} at {fmt_rate(h.config.lr)}" for h in twins)
+    fig = common.loss_curves(twins, smooth=smooth)
+    rates = " vs ".join(f"{h.label} at {common.fmt_value(h.config.lr)}" for h in twins)
     ys = np.concatenate([np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None])
     ys = ys[np.isfinite(ys) & (ys > 0)]
     if ys.size:
-        _set_log_ticks(fig, float(ys.min()), float(ys.max()))
+        common.set_log_ticks(fig, float(ys.min()), float(ys.max()))
     return _rated(fig, twins, f"Training loss: {rates}")
 
 
 def accuracy_curves(twins: Twins) -> go.Figure:
     """Test accuracy of the two-rate runs over training."""
-    fig = drift.accuracy_curves(twins)
-    rates = " vs ".join(f"{h.label} at {fmt_rate(h.config.lr)}" for h in twins)
+    fig = common.accuracy_curves(twins)
+    rates = " vs ".join(f"{h.label} at {common.fmt_value(h.config.lr)}" for h in twins)
     return _rated(fig, twins, f"Test accuracy: {rates}")
 
 
@@ -112,7 +88,7 @@ def sweep_chart(
                     y=[None if not math.isfinite(v) else float(v) for v in y],
                     customdata=ends,
                     mode="lines+markers",
-                    line={"color": color, "width": 2.5, "dash": style.RUN_DASH[name]},
+                    line=common.line(name),
                     marker={"size": 9, "color": color},
                     name=name,
                     showlegend=col == 1,
@@ -188,7 +164,7 @@ def sweep_chart(
         col=1,
         title_text="loss (log scale)",
     )
-    _set_log_ticks(fig, bottom, top, row=1, col=1)
+    common.set_log_ticks(fig, bottom, top, row=1, col=1)
     fig.update_yaxes(
         range=[-0.04, 1.04], tickformat=".0%", row=1, col=2, title_text="test accuracy"
     )
@@ -210,8 +186,8 @@ def stability_map(result: GridResult) -> go.Figure:
         horizontal_spacing=0.04,
         subplot_titles=[f"{name} net" for name, _ in result],
     )
-    x = [fmt_rate(v) for v in result.lrs]
-    y = [fmt_rate(v) for v in result.scales]
+    x = [common.fmt_value(v) for v in result.lrs]
+    y = [common.fmt_value(v) for v in result.scales]
     for k, (name, o) in enumerate(result, start=1):
         acc = result.cell(o, "final_acc")
         ends = result.cell(o, "outcome")

@@ -7,7 +7,6 @@ as on every page; a reference (the unscaled weights, y = x, the slope -1 line) i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,7 +21,7 @@ from bnviz.experiments.scale import (
     effective_lr,
     weight_norms,
 )
-from bnviz.figures import style
+from bnviz.figures import common, style
 from bnviz.histograms import even_indices
 from bnviz.train import History, Twins
 
@@ -32,26 +31,9 @@ SMOOTH = 5  # records averaged in the measured relative step
 NETS = (("plain", "plain"), ("BN", "bn"))  # run label, attribute of ``Identity``
 
 
-def _fa(a: float) -> str:
-    """A scale as people write it: 10, 0.01, 1.5."""
-    return f"{a:g}"
-
-
-def _list(a: Array, digits: int = 6) -> list:
-    """Finite values rounded to ``digits`` significant digits, NaN/inf as gaps (JSON null)."""
-    out = []
-    for v in np.asarray(a, dtype=np.float64).ravel().tolist():
-        out.append(float(f"{v:.{digits}g}") if math.isfinite(v) else None)
-    return out
-
-
 def _change(rel: float) -> str:
     """How much a gradient moved (relative to its largest entry): "unchanged" at rounding."""
     return "unchanged" if rel < 1e-9 else f"max change {rel:.2g}"
-
-
-def _line(run: str, width: float = 2.5) -> dict:
-    return {"color": style.run_color(run), "width": width, "dash": style.RUN_DASH[run]}
 
 
 def _mark_x(
@@ -89,7 +71,7 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
     n_units = one.z.shape[1]
     if not 0 <= unit < n_units:
         raise ValueError(f"unit must be in 0..{n_units - 1}; got {unit}")
-    a, layer = _fa(ident.a), ident.layer
+    a, layer = common.fmt_value(ident.a), ident.layer
     order = np.argsort(one.z[:, unit], kind="stable")
     rank = np.arange(1, len(order) + 1)
     fig = make_subplots(
@@ -105,7 +87,7 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=rank,
-            y=_list(one.z[order, unit]),
+            y=common.rounded(one.z[order, unit]),
             mode="lines",
             line=ref,
             opacity=0.45,
@@ -119,9 +101,9 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=rank,
-            y=_list(scaled.z[order, unit]),
+            y=common.rounded(scaled.z[order, unit]),
             mode="lines",
-            line=_line("plain"),
+            line=common.line("plain"),
             name=f"({a}W) u: what the next layer gets without BN",
             hovertemplate=f"({a}W) u = %{{y:.4g}}<extra></extra>",
         ),
@@ -131,7 +113,7 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=rank,
-            y=_list(one.out[order, unit]),
+            y=common.rounded(one.out[order, unit]),
             mode="lines",
             line=ref,
             opacity=0.45,
@@ -146,7 +128,7 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=rank,
-            y=_list(scaled.out[order, unit]),
+            y=common.rounded(scaled.out[order, unit]),
             mode="lines+markers",
             line={"color": style.BN, "width": 2},
             marker={"size": 5},
@@ -166,7 +148,7 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
 def input_gradients(ident: Identity) -> go.Figure:
     """dL/du at the layer's input with W (x) and with aW (y), every entry of the batch, plain
     and BN side by side: with BN the points sit on y = x."""
-    a = _fa(ident.a)
+    a = common.fmt_value(ident.a)
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -200,8 +182,8 @@ def input_gradients(ident: Identity) -> go.Figure:
         )
         fig.add_trace(
             go.Scatter(
-                x=_list(x[keep], 5),
-                y=_list(y[keep], 5),
+                x=common.rounded(x[keep], 5),
+                y=common.rounded(y[keep], 5),
                 mode="markers",
                 marker={"color": style.run_color(run), "size": 4, "opacity": 0.6},
                 name=run,
@@ -225,9 +207,9 @@ def gradient_law(ident: Identity) -> go.Figure:
     fig.add_trace(
         go.Scatter(
             x=a,
-            y=_list(ident.grad_norm_plain),
+            y=common.rounded(ident.grad_norm_plain),
             mode="lines",
-            line=_line("plain"),
+            line=common.line("plain"),
             name="plain",
             hovertemplate="a = %{x:.3g}<br>‖∂L/∂(aW)‖ = %{y:.4g}<extra>plain</extra>",
         )
@@ -249,7 +231,7 @@ def gradient_law(ident: Identity) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=a,
-                y=_list(ref),
+                y=common.rounded(ref),
                 mode="lines",
                 line={"color": style.MUTED, "width": 6},
                 opacity=0.35,
@@ -260,16 +242,16 @@ def gradient_law(ident: Identity) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=a,
-                y=_list(ident.grad_norm_bn),
+                y=common.rounded(ident.grad_norm_bn),
                 mode="lines+markers",
-                line=_line("BN"),
+                line=common.line("BN"),
                 marker={"size": 6},
                 name=f"BN (fitted slope {ident.slope_bn:.3f})",
                 hovertemplate="a = %{x:.3g}<br>‖∂L/∂(aW)‖ = %{y:.4g}<extra>BN</extra>",
             )
         )
         title = f"Weight gradient vs a (log-log): fitted slope {ident.slope_bn:.3f} with BN"
-    _mark_x(fig, ident.a, f"a = {_fa(ident.a)}")
+    _mark_x(fig, ident.a, f"a = {common.fmt_value(ident.a)}")
     fig.update_xaxes(type="log", title_text="scale a of the weights", exponentformat="power")
     fig.update_yaxes(
         type="log", title_text=f"‖∂L/∂(aW)‖, layer {ident.layer}", exponentformat="power"
@@ -278,57 +260,6 @@ def gradient_law(ident: Identity) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- over training
-
-
-def _runs_per_layer(
-    twins: Twins,
-    rows: list[tuple[str, Callable[[History], list[Array]], bool]],
-    title: str,
-) -> go.Figure:
-    """Rows of small multiples, one column per hidden layer, plain and BN in each panel.
-    ``rows`` holds (y title, History -> per-layer arrays, log y)."""
-    n = max(len(h.layers) for h in twins)
-    fig = make_subplots(
-        rows=len(rows),
-        cols=n,
-        shared_xaxes="all",
-        horizontal_spacing=0.05,
-        vertical_spacing=0.09,
-        subplot_titles=[f"hidden layer {i}" for i in range(1, n + 1)] + [""] * n * (len(rows) - 1),
-    )
-    for r, (y_title, get, log_y) in enumerate(rows, 1):
-        for h in twins:
-            for i, y in enumerate(get(h), 1):
-                fig.add_trace(
-                    go.Scatter(
-                        x=h.record_steps,
-                        y=_list(y, 5),
-                        mode="lines",
-                        line=_line(h.label, 2),
-                        name=h.label,
-                        legendgroup=h.label,
-                        showlegend=r == 1 and i == 1,
-                        hovertemplate=f"layer {i}, step %{{x}}<br>{y_title} %{{y:.4g}}"
-                        f"<extra>{h.label}</extra>",
-                    ),
-                    row=r,
-                    col=i,
-                )
-                if h.diverged_at is not None:
-                    fig.add_vline(
-                        x=h.diverged_at,
-                        line={"color": style.run_color(h.label), "dash": "dot", "width": 1.5},
-                        row=r,
-                        col=i,
-                    )
-        fig.update_yaxes(title_text=y_title, row=r, col=1)
-        if log_y:
-            fig.update_yaxes(type="log", exponentformat="power", row=r)
-        else:
-            fig.update_yaxes(rangemode="tozero", row=r)
-    for i in range(1, n + 1):
-        fig.update_xaxes(title_text="training step", row=len(rows), col=i)
-    return style.styled(fig, title, 150 + 280 * len(rows))
 
 
 def _update_ratio(h: History) -> list[Array]:
@@ -353,15 +284,17 @@ def _update_ratio(h: History) -> list[Array]:
 def norms_over_training(twins: Twins) -> go.Figure:
     """Per hidden layer: ||W_l||, lr/||W_l||^2 and the measured relative step ||ΔW||/||W||."""
     lr = twins.plain.config.lr
-    return _runs_per_layer(
+    return common.per_layer(
         twins,
         [
-            ("‖W‖", weight_norms, False),
-            ("lr / ‖W‖²", effective_lr, True),
-            ("measured ‖ΔW‖ / ‖W‖", _update_ratio, True),
+            common.Row("‖W‖", weight_norms, digits=5),
+            common.Row("lr / ‖W‖²", effective_lr, log_y=True, digits=5),
+            common.Row("measured ‖ΔW‖ / ‖W‖", _update_ratio, log_y=True, digits=5),
         ],
         f"Over training (lr = {lr:g}): ‖W‖ (top), effective learning rate lr/‖W‖² (middle), "
         "measured step ‖ΔW‖/‖W‖ (bottom)",
+        shared_y=False,
+        nticks=None,
     )
 
 
@@ -373,9 +306,9 @@ def trained_scaling(ts: TrainedScaling, a: float | None = None) -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=ts.grid,
-                    y=_list(data[run]),
+                    y=common.rounded(data[run]),
                     mode="lines+markers",
-                    line=_line(run),
+                    line=common.line(run),
                     marker={"size": 5},
                     name=run,
                     legendgroup=run,
@@ -387,7 +320,7 @@ def trained_scaling(ts: TrainedScaling, a: float | None = None) -> go.Figure:
             )
         _mark_x(fig, 1.0, "trained W", dash="solid", row=1, col=col)
         if a is not None and a != 1:
-            _mark_x(fig, a, f"a = {_fa(a)}", row=1, col=col)
+            _mark_x(fig, a, f"a = {common.fmt_value(a)}", row=1, col=col)
         fig.update_xaxes(
             type="log", title_text=f"scale a of W{ts.layer}", exponentformat="power", col=col
         )
@@ -448,8 +381,8 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
     cx = (ex[:-1] + ex[1:]) / 2
     fig.add_trace(
         go.Bar(
-            x=_list(cx),
-            y=_list(_hist(gb.x, ex)),
+            x=common.rounded(cx),
+            y=common.rounded(_hist(gb.x, ex)),
             width=float(ex[1] - ex[0]),
             marker={"color": style.MUTED, "line": {"width": 0}},
             opacity=0.6,
@@ -479,8 +412,8 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
     )
     fig.add_trace(
         go.Bar(
-            x=_list(cy),
-            y=_list(_hist(gb.y, ey)),
+            x=common.rounded(cy),
+            y=common.rounded(_hist(gb.y, ey)),
             width=float(ey[1] - ey[0]),
             marker={"color": style.rgba(sig, 0.7), "line": {"width": 0}},
             name="y = γ x̂ + β",
@@ -492,8 +425,8 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
     if gb.identity:  # y == x: the input's outline lands exactly on the output's bars
         fig.add_trace(
             go.Scatter(
-                x=_list(cy),
-                y=_list(_hist(gb.x, ey)),
+                x=common.rounded(cy),
+                y=common.rounded(_hist(gb.x, ey)),
                 mode="lines",
                 line={"color": "#222222", "width": 1.5, "shape": "hvh"},
                 name="x, on the same axis",
@@ -505,8 +438,8 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
     grid = np.linspace(-reach, reach, 241)
     fig.add_trace(
         go.Scatter(
-            x=_list(grid),
-            y=_list(0.5 + 0.5 * np.tanh(grid / 2)),
+            x=common.rounded(grid),
+            y=common.rounded(0.5 + 0.5 * np.tanh(grid / 2)),
             mode="lines",
             line={"color": "#222222", "width": 2},
             name="sigmoid(y)",
@@ -533,8 +466,8 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
     es = np.linspace(0.0, 1.0, n_bins + 1)
     fig.add_trace(
         go.Bar(
-            x=_list((es[:-1] + es[1:]) / 2),
-            y=_list(_hist(gb.s, es)),
+            x=common.rounded((es[:-1] + es[1:]) / 2),
+            y=common.rounded(_hist(gb.s, es)),
             width=float(es[1] - es[0]),
             marker={"color": sig, "line": {"width": 0}},
             name="sigmoid(y)",

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bnviz.lessons import LESSONS
+from bnviz.app.lessons import LESSONS
 from tests.e2e.servers import assert_no_exception, screenshot, wait_for_app
 
 QUICK = {"drift": "?steps=200", "learning-rate": "", "scale": ""}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bnviz.ui import Control, encode_query, fmt_number, log_grid, read_query, slug
+from bnviz.app.controls import Control, encode_query, fmt_number, log_grid, read_query, slug
 
 LR = Control("lr", "Learning rate", "grid", 0.5, options=log_grid(1e-3, 30))
 DEPTH = Control("depth", "Hidden layers", "int", 3, lo=1, hi=6, step=1)

@@ -15,6 +15,7 @@ import pytest
 from bnviz import functional as F
 from bnviz.experiments import scale
 from bnviz.figures import scale as figs
+from bnviz.train import TrainConfig
 
 TOL = 1e-12
 SCALES = (0.01, 0.3, 7.0, 100.0)
@@ -148,7 +149,7 @@ def test_config_is_the_paper_net_in_float64():
     cfg = scale.config(lr=0.5, steps=2000, seed=0)
     assert cfg.hidden == (100, 100, 100) and cfg.init_std == 0.01 and cfg.dtype == "float64"
     assert cfg.record_every == 20
-    assert scale.config_from_json(json.dumps(cfg.as_dict())) == cfg
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.as_dict()))) == cfg
     with pytest.raises(ValueError):
         scale.config(lr=0.5, steps=scale.MAX_STEPS + 1, seed=0)
 

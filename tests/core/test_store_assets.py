@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bnviz import assets
+from bnviz.experiments import drift, shipped
 from bnviz.store import loss_csv, records_csv, twins_from_npz, twins_to_npz
 from bnviz.train import TrainConfig, train_twins
 
@@ -80,20 +81,21 @@ def test_csv_tables(twins):
 
 
 def test_every_precomputed_run_is_shipped_and_found():
-    for name, cfg in assets.precomputed().items():
-        assert assets.path_for(name).exists(), f"run `python -m bnviz.assets --only {name}`"
-        stored = assets.find(cfg)
+    for name, (experiment, cfg) in shipped.shipped().items():
+        assert assets.exists(name), f"run `python -m bnviz.experiments.shipped --only {name}`"
+        assert experiment.shipped_name(cfg) == name
+        stored = assets.load(name)
         assert stored is not None and stored.plain.config == cfg.__class__.from_dict(
             {**cfg.as_dict(), "batchnorm": False}
         )
-    assert assets.find(TrainConfig(seed=12)) is None
+    assert drift.EXPERIMENT.shipped_name(TrainConfig(seed=12)) is None
 
 
 def test_regenerated_asset_matches_the_shipped_one(tmp_path):
     """The build is deterministic: rebuilding the small shipped run reproduces it."""
-    out = assets.build("drift-default", tmp_path)
-    fresh, shipped = twins_from_npz(out), assets.load("drift-default")
-    for a, b in zip(fresh, shipped, strict=True):
+    out = shipped.build("drift-default", tmp_path)
+    fresh, stored = twins_from_npz(out), assets.load("drift-default")
+    for a, b in zip(fresh, stored, strict=True):
         assert a.config == b.config
         np.testing.assert_allclose(a.loss, b.loss, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(a.test_acc, b.test_acc, atol=0.01)

@@ -6,11 +6,11 @@ Divergence and stalling are results the page states in words; neither may end in
 from __future__ import annotations
 
 import pytest
-from apphelpers import assert_clean, chart_title, charts, open_page
 
 from bnviz.experiments import learning_rate as lr
+from tests.helpers import assert_clean, chart_title, charts, open_page
 
-KEY = "lr"
+KEY = "learning_rate"
 FAST = {"steps": "200", "sweep_steps": "200", "grid_steps": "100"}
 
 

@@ -25,10 +25,12 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
+from bnviz.app.guard import default_slots
+from bnviz.experiment import Call
+
 N_FLAGS = 4096  # cancel flags, indexed by job id modulo this (far more than jobs in flight)
 POLL = 0.1  # seconds between looks at the progress queue
 
-Call = tuple[Callable[..., Any], tuple, dict]  # a module-level function, its args and kwargs
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -79,7 +81,7 @@ def _context() -> Any:
         ctx = multiprocessing.get_context("forkserver")
     except ValueError:
         return multiprocessing.get_context("spawn")
-    ctx.set_forkserver_preload(["bnviz.train", "bnviz.sweep"])
+    ctx.set_forkserver_preload(["bnviz.train", "bnviz.sweep", "bnviz.fanout"])
     return ctx
 
 
@@ -140,8 +142,6 @@ def run_many(
     return their results in order. ``on_progress(i, values)`` relays call i's progress
     reports. A worker that dies takes the pool with it: the pool is replaced and the error
     raised as RuntimeError."""
-    from bnviz.guard import default_slots
-
     executor = pool(max(size or len(calls), default_slots()))
     jobs = [next(_ids) for _ in calls]
     with _lock:

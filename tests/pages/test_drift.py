@@ -6,22 +6,10 @@ A page must never end in an exception: bad input becomes a message and sane defa
 from __future__ import annotations
 
 import pytest
-from apphelpers import assert_clean, chart_title, charts, open_page
 
-from bnviz.lessons import LESSONS
+from tests.helpers import assert_clean, chart_title, charts, open_page
 
 FAST = {"steps": "200"}  # short runs keep the suite quick; the defaults are checked once
-
-
-def test_home_shows_the_precomputed_animation_and_the_lesson_map():
-    at = open_page("home")
-    assert_clean(at)
-    (fig,) = charts(at)
-    assert len(fig["frames"]) == 101  # every record of the shipped 50,000-step run
-    assert fig["frames"][-1]["name"] == "50000"
-    assert "sigmoid input" in chart_title(fig)
-    links = [el.proto.page for el in at.get("page_link")]
-    assert links == [lesson.slug for lesson in LESSONS if lesson.slug != "home"]
 
 
 def test_drift_defaults_train_twins_and_draw_every_figure():

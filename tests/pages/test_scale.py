@@ -6,9 +6,9 @@ The page must never end in an exception or an error: bad input becomes a notice 
 from __future__ import annotations
 
 import pytest
-from apphelpers import assert_clean, chart_title, charts, open_page
 
 from bnviz.experiments import scale
+from tests.helpers import assert_clean, chart_title, charts, open_page
 
 FAST = {"steps": "500"}  # the shortest run the page offers; the defaults are checked once
 N_CHARTS = 6

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from bnviz.lessons import LESSONS
+from bnviz.app.lessons import LESSONS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 300  # training on 2 shared cores; far above what a page needs

@@ -9,8 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from bnviz import workers
-from bnviz.guard import TrainerPool
+from bnviz import fanout
+from bnviz.app import workers
+from bnviz.app.guard import TrainerPool
 from bnviz.train import TrainConfig, train_twins
 
 SMALL = dict(hidden=(16, 16), steps=150, record_every=30, probe_size=32, init_std=0.1)
@@ -31,7 +32,7 @@ def failing(progress=None) -> None:
 def test_parallel_twins_equal_lockstep_twins():
     cfg = TrainConfig(**SMALL, lr=1.0)
     calls = []
-    par = train_twins(cfg, progress=lambda d, t: calls.append((d, t)), parallel=True)
+    par = fanout.twins(cfg, progress=lambda d, t: calls.append((d, t)), executor=workers)
     seq = train_twins(cfg)
     for a, b in zip(par, seq, strict=True):
         assert a.config == b.config

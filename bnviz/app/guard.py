@@ -2,7 +2,7 @@
 
 A classroom server gets thirty "train" clicks at once; running them all together would make
 every one of them slow and push memory up. A job takes as many trainers as it trains nets at
-once (one worker process per core, see ``bnviz.workers``), in arrival order, and a waiting job
+once (one worker process per core, see ``bnviz.app.workers``), in arrival order, and a waiting job
 is told how many are ahead of it, so its page never looks frozen.
 """
 

@@ -11,21 +11,16 @@ a run, so any reordering (another BLAS build choosing another kernel) would show
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import numpy as np
 import pytest
 
 from bnviz import sweep as S
-from bnviz import workers
 from bnviz.sweep import (
     SHARED,
     SWEPT,
     check_compatible,
-    compatible_groups,
-    plan_shares,
     sweep,
-    sweep_parallel,
     sweep_torch,
 )
 from bnviz.train import History, TrainConfig, train
@@ -272,93 +267,6 @@ def test_bad_config_lists():
         sweep([])
     with pytest.raises(ValueError, match="TrainConfig"):
         sweep([TrainConfig(**BASE), {"lr": 0.1}])
-    assert sweep_parallel([]) == []
-
-
-def test_groups_and_shares():
-    plain, bn = grid("plain_sigmoid"), grid("bn_before_sigmoid")
-    mixed = [c for pair in zip(plain, bn, strict=True) for c in pair]
-    assert compatible_groups(mixed) == [list(range(0, 12, 2)), list(range(1, 12, 2))]
-    shares = plan_shares(mixed, 2)
-    assert [[idx for idx, _, _ in share] for share in shares] == [
-        [[0, 4, 8], [1, 5, 9]],
-        [[2, 6, 10], [3, 7, 11]],
-    ]
-    assert len(plan_shares(mixed[:1], 2)) == 1
-
-
-# ----------------------------------------------------------------------------- parallel
-
-
-@pytest.fixture
-def processes(monkeypatch):
-    """Worker processes even for the small jobs of these tests; stopped afterwards."""
-    monkeypatch.setattr(S, "MIN_PARALLEL_MACS", 0.0)
-    monkeypatch.setattr(S, "MIN_PARALLEL_MACS_WARM", 0.0)
-    yield
-    workers.shutdown()
-
-
-def mixed_configs() -> list[TrainConfig]:
-    plain, bn = grid("plain_sigmoid")[:4], grid("bn_after_relu")[2:]
-    return [bn[0], *plain, *bn[1:]]
-
-
-def assert_progress(calls: list[tuple[int, int]], total: int) -> None:
-    assert calls[0] == (0, total) and calls[-1] == (total, total)
-    assert all(t == total for _, t in calls)
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
-
-
-def test_parallel_sweep_in_processes(processes):
-    """Plain and BN nets in one call (two groups, each split over two processes), results back
-    in input order; the worker process is kept and reused by the next call."""
-    mixed = mixed_configs()
-    calls = []
-    got = sweep_parallel(mixed, progress=lambda d, t: calls.append((d, t)), workers=2)
-    for a, b in zip(got, trained(mixed), strict=True):
-        assert_same(a, b)
-    assert_progress(calls, 120 * len(mixed))
-    pool = workers.pool(2)
-    again = sweep_parallel(mixed[:3], workers=2)
-    assert workers.pool(2) is pool
-    for a, b in zip(again, got[:3], strict=True):
-        assert_same(a, b)
-
-
-def test_small_jobs_stay_in_this_process(monkeypatch):
-    monkeypatch.setattr(workers, "run_many", None)  # would fail if called
-    mixed = mixed_configs()
-    calls = []
-    got = sweep_parallel(mixed, progress=lambda d, t: calls.append((d, t)), workers=2)
-    for a, b in zip(got, trained(mixed), strict=True):
-        assert_same(a, b)
-    assert_progress(calls, 120 * len(mixed))
-
-
-def test_concurrent_parallel_sweeps_keep_their_progress_apart(processes):
-    """Two callers (two app sessions) share the kept worker; each sees only its own progress."""
-    jobs = {
-        "a": [TrainConfig(**BASE, lr=lr) for lr in (0.1, 0.2, 0.4)],
-        "b": [TrainConfig(**{**BASE, "steps": 60}, lr=lr, batchnorm=False) for lr in (0.3, 3.0)],
-    }
-    calls = {key: [] for key in jobs}
-    results = {}
-
-    def run(key):
-        results[key] = sweep_parallel(
-            jobs[key], progress=lambda d, t: calls[key].append((d, t)), workers=2
-        )
-
-    threads = [threading.Thread(target=run, args=(key,)) for key in jobs]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for key, configs in jobs.items():
-        for a, b in zip(results[key], trained(configs), strict=True):
-            assert_same(a, b)
-        assert_progress(calls[key], sum(c.steps for c in configs))
 
 
 # ----------------------------------------------------------------------------- torch

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from bnviz.figures import drift, style
+from bnviz.figures import animate, common, drift, style
 from bnviz.histograms import density_from_quantiles, outside_fraction, robust_ymax, shared_edges
 from bnviz.record import LEVELS
 from bnviz.train import History, TrainConfig, Twins, train_twins
@@ -70,11 +70,11 @@ def exploded():
 def builders(t):
     """Every builder with typical arguments, by name."""
     return {
-        "twin_histograms": lambda: drift.twin_histograms(t, 2),
+        "twin_histograms": lambda: animate.histograms_over_training(t, 2),
         "ridge": lambda: drift.ridge(t, 2),
         "percentile_bands": lambda: drift.percentile_bands(t, 2, 3),
-        "accuracy_curves": lambda: drift.accuracy_curves(t),
-        "loss_curves": lambda: drift.loss_curves(t, smooth=20),
+        "accuracy_curves": lambda: common.accuracy_curves(t),
+        "loss_curves": lambda: common.loss_curves(t, smooth=20),
         "drift_over_time": lambda: drift.drift_over_time(t),
         "saturation_over_time": lambda: drift.saturation_over_time(t),
         "mean_std_over_time": lambda: drift.mean_std_over_time(t, 1),
@@ -144,7 +144,7 @@ def test_every_figure_is_titled_styled_serializable_and_deterministic(twins, nam
 
 
 def test_twin_histograms_traces_and_frames(twins):
-    fig = drift.twin_histograms(twins, 2)
+    fig = animate.histograms_over_training(twins, 2)
     assert [d.type for d in fig.data] == ["bar", "bar", "scatter", "scatter", "scatter", "scatter"]
     assert [d.name for d in fig.data[:4]] == ["plain", "BN", "step 0", "step 0"]
     assert fig.data[0].marker.color == style.PLAIN and fig.data[1].marker.color == style.BN
@@ -164,7 +164,7 @@ def test_twin_histograms_traces_and_frames(twins):
 
 
 def test_twin_histograms_draw_the_recorded_densities(twins):
-    fig = drift.twin_histograms(twins, 2)
+    fig = animate.histograms_over_training(twins, 2)
     recs = [h.layers[1].sites["act_in"] for h in twins]
     edges = shared_edges([r.quantiles for r in recs])
     width = np.diff(edges)
@@ -180,7 +180,7 @@ def test_twin_histograms_draw_the_recorded_densities(twins):
             inside = 1.0 - outside_fraction(rec.quantiles[r : r + 1], LEVELS, edges).sum()
             assert np.sum(np.asarray(f.data[k].y) * width) == pytest.approx(inside, abs=2e-3)
             assert (
-                f"mean {drift._fmt(rec.mean[r])}, std {drift._fmt(rec.std[r])}"
+                f"mean {common.fmt_stat(rec.mean[r])}, std {common.fmt_stat(rec.std[r])}"
                 in (f.data[2 + k].text[0])
             )
     close(fig.data[0].y, fig.frames[0].data[0].y, rel=0)  # first paint is frame 0
@@ -193,7 +193,7 @@ def test_twin_histograms_draw_the_recorded_densities(twins):
 
 
 def test_twin_histograms_axes_are_fixed_and_cover_the_data(twins):
-    fig = drift.twin_histograms(twins, 1)
+    fig = animate.histograms_over_training(twins, 1)
     recs = [h.layers[0].sites["act_in"] for h in twins]
     edges = shared_edges([r.quantiles for r in recs])
     for ax in ("xaxis", "xaxis2"):
@@ -212,7 +212,7 @@ def test_twin_histograms_axes_are_fixed_and_cover_the_data(twins):
 
 
 def test_twin_histograms_own_axes_per_run(twins):
-    fig = drift.twin_histograms(twins, 1, shared_x=False)
+    fig = animate.histograms_over_training(twins, 1, shared_x=False)
     for ax, h in (("xaxis", twins.plain), ("xaxis2", twins.bn)):
         e = shared_edges([h.layers[0].sites["act_in"].quantiles])
         assert fig.layout[ax].range == (pytest.approx(e[0]), pytest.approx(e[-1]))
@@ -222,18 +222,18 @@ def test_twin_histograms_own_axes_per_run(twins):
 def test_twin_histograms_subsample_long_runs(long_twins):
     steps = long_twins.plain.record_steps
     assert len(steps) == 151
-    fig = drift.twin_histograms(long_twins, 1)
+    fig = animate.histograms_over_training(long_twins, 1)
     names = [int(f.name) for f in fig.frames]
-    assert len(names) == drift.MAX_FRAMES == len(fig.layout.sliders[0].steps)
+    assert len(names) == animate.MAX_FRAMES == len(fig.layout.sliders[0].steps)
     assert names[0] == 0 and names[-1] == steps[-1] == 300
     assert np.all(np.diff(names) > 0) and set(names) <= set(steps.tolist())
     assert set(np.diff(names)) <= {2, 4}  # evenly spread over the records
-    fig = drift.twin_histograms(long_twins, 1, max_frames=10)
+    fig = animate.histograms_over_training(long_twins, 1, max_frames=10)
     assert [f.name for f in fig.frames][::9] == ["0", "300"] and len(fig.frames) == 10
 
 
 def test_twin_histograms_diverged_run(diverged):
-    fig = drift.twin_histograms(diverged, 1)
+    fig = animate.histograms_over_training(diverged, 1)
     assert len(fig.frames) == len(diverged.bn.record_steps) == 11
     titles = [a.text for a in fig.layout.annotations]
     assert "plain net (diverged at step 70)" in titles and "BN net" in titles
@@ -252,7 +252,7 @@ def test_twin_histograms_diverged_run(diverged):
 def test_every_figure_survives_a_real_divergence(exploded):
     k = exploded.plain.diverged_at
     note = f"plain diverged at step {k}"
-    hist = drift.twin_histograms(exploded, 1)
+    hist = animate.histograms_over_training(exploded, 1)
     assert f"plain net (diverged at step {k})" in [a.text for a in hist.layout.annotations]
     assert hist.layout.xaxis.range != hist.layout.xaxis2.range
     for name, build in builders(exploded).items():
@@ -265,7 +265,7 @@ def test_every_figure_survives_a_real_divergence(exploded):
 
 
 def test_twin_histograms_site_only_in_the_bn_net(twins):
-    fig = drift.twin_histograms(twins, 1, site="bn_in")
+    fig = animate.histograms_over_training(twins, 1, site="bn_in")
     assert fig.layout.xaxis.title.text == "BN input, hidden layer 1"
     assert not any(np.any(f.data[0].y) for f in fig.frames)
     assert all(np.any(f.data[1].y) for f in fig.frames)
@@ -274,11 +274,11 @@ def test_twin_histograms_site_only_in_the_bn_net(twins):
 
 def test_bad_arguments_are_refused(twins):
     with pytest.raises(ValueError, match="layer"):
-        drift.twin_histograms(twins, 3)
+        animate.histograms_over_training(twins, 3)
     with pytest.raises(ValueError, match="layer"):
         drift.ridge(twins, 0)
     with pytest.raises(ValueError, match="site"):
-        drift.twin_histograms(twins, 1, site="act_out")
+        animate.histograms_over_training(twins, 1, site="act_out")
     with pytest.raises(ValueError, match="neither run"):
         drift.ridge(twins, 1, site="bn_out")
     with pytest.raises(ValueError, match="unit"):
@@ -286,7 +286,7 @@ def test_bad_arguments_are_refused(twins):
     with pytest.raises(ValueError, match="metric"):
         drift.drift_over_time(twins, metric="kl")
     with pytest.raises(ValueError, match="smooth"):
-        drift.loss_curves(twins, smooth=0)
+        common.loss_curves(twins, smooth=0)
 
 
 # --------------------------------------------------------------------------- ridge
@@ -406,7 +406,7 @@ def test_percentile_bands_diverged(diverged):
 
 
 def test_accuracy_curves(twins, diverged):
-    fig = drift.accuracy_curves(twins)
+    fig = common.accuracy_curves(twins)
     assert [d.name for d in fig.data] == ["plain", "BN"]
     for d, h in zip(fig.data, twins, strict=True):
         np.testing.assert_allclose(d.y, h.test_acc)
@@ -414,7 +414,7 @@ def test_accuracy_curves(twins, diverged):
         assert d.line.dash == style.RUN_DASH[h.label]
     assert fig.layout.yaxis.range == (0.0, 1.02) and not fig.layout.shapes
     assert twins.bn.test_acc[-1] > 0.5  # the run really learned something
-    fig = drift.accuracy_curves(diverged)
+    fig = common.accuracy_curves(diverged)
     (plain,) = named(fig, "plain")
     assert plain.x[-1] == 60 and len(plain.y) == 4
     (mark,) = named(fig, "plain diverged at step 70")
@@ -423,22 +423,22 @@ def test_accuracy_curves(twins, diverged):
 
 
 def test_loss_curves_smoothing(twins):
-    fig = drift.loss_curves(twins, smooth=20)
+    fig = common.loss_curves(twins, smooth=20)
     assert fig.layout.yaxis.type == "log"
     for d, h in zip(fig.data, twins, strict=True):
         assert len(d.y) == 200
         want = [np.mean(h.loss[max(0, t - 19) : t + 1]) for t in range(200)]
         close(d.y, want, rel=1e-4)
         np.testing.assert_array_equal(d.x, np.arange(200))
-    raw = drift.loss_curves(twins, smooth=1)
+    raw = common.loss_curves(twins, smooth=1)
     close(raw.data[0].y, twins.plain.loss, rel=1e-4)
-    thin = drift.loss_curves(twins, smooth=5, max_points=50)
+    thin = common.loss_curves(twins, smooth=5, max_points=50)
     assert len(thin.data[0].x) == 50 and thin.data[0].x[0] == 0 and thin.data[0].x[-1] == 199
-    np.testing.assert_allclose(drift.smooth_loss(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])
+    np.testing.assert_allclose(common.smooth_loss(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])
 
 
 def test_loss_curves_cut_at_divergence(diverged):
-    fig = drift.loss_curves(diverged, smooth=5)
+    fig = common.loss_curves(diverged, smooth=5)
     (plain,) = named(fig, "plain")
     assert len(plain.y) == 70 and plain.x[-1] == 69
     assert np.all(np.isfinite(plain.y))

@@ -1,0 +1,103 @@
+"""Running a lesson's experiment for a page: shipped runs first, then the cache, then the queue
+for a trainer, a progress bar while it trains, and a message (never a traceback) if it fails.
+
+Experiments and figure builders come in as objects (``bnviz.experiment.Experiment``, plain
+functions); the caches key them by name and by the config's JSON, and leave the objects
+themselves out of the key (Streamlit skips ``_``-prefixed arguments when hashing).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from bnviz import assets
+from bnviz.app import workers
+from bnviz.app.guard import TRAINERS, default_slots
+from bnviz.experiment import Experiment
+
+WARM_UP_DELAY = 10.0  # seconds after the first page view before the trainers start
+
+
+def config_key(cfg: Any) -> str:
+    """A config as the cache knows it: its type and its fields as sorted JSON."""
+    return f"{type(cfg).__name__}:{json.dumps(cfg.as_dict(), sort_keys=True)}"
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_trainers() -> None:
+    """Start the training worker processes in the background, once per server, so that the
+    first student to train does not wait for them (about 2 s on a small machine)."""
+    import threading
+    import time
+
+    def start() -> None:
+        time.sleep(WARM_UP_DELAY)  # let the first page draw before the workers take the CPU
+        workers.pool(default_slots())
+
+    threading.Thread(target=start, daemon=True).start()
+
+
+@st.cache_data(max_entries=24, ttl=3 * 3600, show_spinner=False)
+def _cached_run(name: str, key: str, _experiment: Experiment, _cfg: Any) -> Any:
+    """Run the experiment ``name`` on the config whose JSON is ``key``.
+
+    The progress bar and the waiting notice are created in here: Streamlit replays elements
+    made inside a cached function, and both end empty, so a cache hit shows nothing at all.
+    """
+    box = st.empty()
+
+    def waiting(ahead: int) -> None:
+        box.info(f"Waiting for a free trainer ({ahead} ahead of you)…", icon=":material/hourglass:")
+
+    with TRAINERS.slot(waiting, need=_experiment.processes):
+        bar = box.progress(0.0, text="Training…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"Training… step {done:,} of {total:,}")
+
+        result = _experiment(_cfg, progress, workers)
+    box.empty()
+    return result
+
+
+def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
+    """The experiment's result for cfg: shipped, cached or trained now. On failure the page
+    shows a message and gets None."""
+    try:
+        shipped = experiment.shipped_name(cfg)
+        if shipped is not None and assets.exists(shipped):
+            return assets.load(shipped)
+        return _cached_run(experiment.name, config_key(cfg), experiment, cfg)
+    except ValueError as err:
+        st.error(f"These settings cannot run: {err}", icon=":material/error:")
+    except Exception as err:  # noqa: BLE001 - the page must never show a traceback
+        traceback.print_exc()
+        st.error(
+            f"Training failed unexpectedly ({type(err).__name__}: {err}). "
+            "Try other settings, or reload the page.",
+            icon=":material/error:",
+        )
+    return None
+
+
+@st.cache_resource(max_entries=256, ttl=3 * 3600, show_spinner=False)
+def _cached_figure(
+    key: str, builder: str, args_json: str, _build: Callable[..., Any], _result: Any
+) -> Any:
+    return _build(_result, *json.loads(args_json))
+
+
+def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any) -> Any:
+    """``build(result, *args)``, built once per server for a (config, view) and shared.
+
+    Figures are pure functions of a run (itself a function of its config) and the view
+    arguments. Building the animated ones takes longer than a rerun may, so they are kept,
+    unpickled (cache_resource), keyed by the config rather than by the run's bulky arrays.
+    """
+    name = f"{build.__module__}.{build.__qualname__}"
+    return _cached_figure(config_key(cfg), name, json.dumps(args), build, result)
