@@ -16,10 +16,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# torch alone from the CPU-only index (PyPI's Linux wheel pulls gigabytes of CUDA); then the
-# pinned requirements from PyPI, where the CPU torch already satisfies torch==2.13.0.
+# Where the CPU-only torch comes from, as pip options (PyPI's Linux wheel pulls gigabytes of
+# CUDA): by default the PyTorch CPU index; e.g. "--find-links /mnt" for a wheel mounted there.
+ARG TORCH_SOURCE="--index-url https://download.pytorch.org/whl/cpu"
+
+# torch alone from that source; then the pinned requirements from PyPI, where the CPU torch
+# already satisfies torch==2.13.0. hadolint reads TORCH_SOURCE as an unpinned package (torch
+# is pinned; tests/test_dockerfile.py checks it).
 COPY requirements.txt ./
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ${TORCH_SOURCE} torch==2.13.0 \
     && pip install --no-cache-dir -r requirements.txt \
     && groupadd --gid 10001 bnviz \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin bnviz
