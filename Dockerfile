@@ -14,6 +14,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=true \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 
+# tini as PID 1: it passes SIGTERM/SIGINT on to Streamlit and reaps orphaned processes (a
+# worker whose parent died), which Streamlit as PID 1 would not; no `docker run --init` needed.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini=0.19.0-* \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 
 # Where the CPU-only torch comes from, as pip options (PyPI's Linux wheel pulls gigabytes of
@@ -43,4 +49,5 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).read() != b'ok')"]
 
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]

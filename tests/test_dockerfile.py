@@ -2,8 +2,8 @@
 
 A tiny parser (line continuations joined, comments dropped, one instruction per line) is
 enough for the checks that matter: a pinned slim base, the CPU-only torch (by default; its
-source is a build argument), a non-root user, the health check, the command, the baked-in code
-and assets; then hadolint, if installed.
+source is a build argument), a non-root user, the health check, an init as PID 1, the command,
+the baked-in code and assets; then hadolint, if installed. tests/container builds and runs it.
 """
 
 from __future__ import annotations
@@ -151,7 +151,20 @@ def test_cmd_serves_app_on_all_interfaces(instructions) -> None:
     assert argv[:3] == ["streamlit", "run", "app.py"], argv
     flags = " ".join(argv[3:])
     assert re.search(r"--server\.address[= ]0\.0\.0\.0", flags), argv
-    assert not of(instructions, "ENTRYPOINT")
+
+
+def test_an_init_is_pid_1(instructions) -> None:
+    """Without one, Streamlit is PID 1: orphaned processes are never reaped, and a signal it
+    has no handler for does nothing to PID 1. Not left to ``docker run --init``."""
+    entrypoints = of(instructions, "ENTRYPOINT")
+    assert len(entrypoints) == 1, entrypoints
+    argv = exec_form(entrypoints[0])
+    assert Path(argv[0]).name == "tini" and argv[-1] == "--", argv
+    runs = " && ".join(of(instructions, "RUN"))
+    installs = [c for c in re.split(r"&&|;", runs) if re.search(r"apt-get install", c)]
+    assert any(re.search(r"\btini\b", c) for c in installs), installs
+    assert all("--no-install-recommends" in c for c in installs), installs
+    assert "rm -rf /var/lib/apt/lists/*" in runs, "apt's lists left in the image"
 
 
 def test_environment_is_headless_private_and_xsrf_protected(instructions) -> None:
