@@ -3,6 +3,9 @@
 # One image serves one replica; deploy/ runs several behind nginx with sticky sessions.
 FROM python:3.11.14-slim-bookworm
 
+# Error details stay hidden as in .streamlit/config.toml, which a mounted config cannot undo
+# (variables win over files); BROWSER_SERVER_ADDRESS is the address Streamlit prints at start:
+# without one it asks checkip.amazonaws.com for the machine's address, a request off the machine.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -12,7 +15,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STREAMLIT_SERVER_PORT=8501 \
     STREAMLIT_SERVER_FILE_WATCHER_TYPE=none \
     STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION=true \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+    STREAMLIT_CLIENT_SHOW_ERROR_DETAILS=none \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    STREAMLIT_BROWSER_SERVER_ADDRESS=localhost
 
 # tini as PID 1: it passes SIGTERM/SIGINT on to Streamlit and reaps orphaned processes (a
 # worker whose parent died), which Streamlit as PID 1 would not; no `docker run --init` needed.

@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,17 @@ def test_environment_is_headless_private_and_xsrf_protected(instructions) -> Non
     assert env.get("STREAMLIT_SERVER_HEADLESS") == "true"
     assert env.get("STREAMLIT_BROWSER_GATHER_USAGE_STATS") == "false"
     assert env.get("STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION") == "true"
+    # Set, so Streamlit does not ask checkip.amazonaws.com for an address to print at start.
+    assert env.get("STREAMLIT_BROWSER_SERVER_ADDRESS")
+
+
+def test_error_details_stay_hidden(instructions) -> None:
+    """The image's settings (.streamlit/config.toml, copied in) show a generic message, not a
+    traceback; an ENV that says otherwise would win over the file."""
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert settings["client"]["showErrorDetails"] == "none"
+    assert settings["server"]["enableXsrfProtection"] is True
+    assert env_vars(instructions).get("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "none") == "none"
 
 
 def requirement_pins() -> dict[str, str]:
