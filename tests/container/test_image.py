@@ -76,7 +76,7 @@ def streamlit_settings(box: pm.Container, names: tuple[str, ...]) -> dict[str, o
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image() -> str:
     reason = pm.unusable_reason()
     if reason:
@@ -88,7 +88,11 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def container(image: str) -> Iterator[pm.Container]:
+def container(image: str, browser) -> Iterator[pm.Container]:
+    """One container for the tests below, in file order. It asks for pytest-playwright's
+    ``browser`` (parametrized by browser name) so that every test using it shares that
+    parameter, and pytest does not move the browser test away from the others, among the e2e
+    tests: the stop test must find the container the pages trained in."""
     box = pm.start(image, pm.free_port())
     try:
         if pm.ConntrackWatch.unavailable_reason() is None:
@@ -147,7 +151,7 @@ def test_settings_hide_error_details_and_keep_xsrf(container) -> None:
     )
 
 
-def test_pages_draw_in_chromium_through_the_published_port(browser, container) -> None:
+def test_pages_draw_in_chromium_through_the_published_port(container, browser) -> None:
     """Every request the browser makes (websockets too) is recorded for the next test; any to
     another host fails here, except app.py's favicon, which the next test is about."""
     own = urlparse(container.url).netloc
@@ -224,6 +228,7 @@ def test_stop_is_quick_and_clean(container) -> None:
     assert not [p for p in before if p[3] == "Z"], f"unreaped zombies: {before}"
     kinds = [" ".join(p[4].split()[:3])[:60] for p in before]
     pm.note(f"processes before stop: {len(before)}: {'; '.join(kinds)}")
+    assert len(before) > 2, f"no training workers to stop: did the pages run in here? {before}"
     start = time.monotonic()
     pm.podman("stop", "--time", str(int(STOP_LIMIT_S)), container.name, timeout=60)
     seconds = time.monotonic() - start
