@@ -137,7 +137,7 @@ base() {
   # An honest label: Debian's 3.11, named for the official tag the Dockerfile asks for.
   local python_version
   python_version=$(tar -xOf "$tarball" ./var/lib/dpkg/status \
-    | awk '/^Package: python3.11-minimal$/{p=1} p&&/^Version:/{print $2; exit}')
+    | awk '/^Package: python3.11-minimal$/{p=1} p&&/^Version:/&&!v{v=$2} END{print v}')
   timed "import of the base" "${PODMAN[@]}" import \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
