@@ -1,8 +1,9 @@
 """The Dockerfile's essentials, checked without a Docker engine.
 
 A tiny parser (line continuations joined, comments dropped, one instruction per line) is
-enough for the checks that matter: a pinned slim base, the CPU-only torch, a non-root user,
-the health check, the command, the baked-in code and assets; then hadolint, if installed.
+enough for the checks that matter: a pinned slim base, the CPU-only torch (by default; its
+source is a build argument), a non-root user, the health check, an init as PID 1, the command,
+the baked-in code and assets; then hadolint, if installed. tests/container builds and runs it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,25 @@ def exec_form(args: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def build_args(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    """ARG name -> its default ("" when it has none)."""
+    out: dict[str, str] = {}
+    for keyword, args in instructions:
+        if keyword == "ARG":
+            name, _, value = args.partition("=")
+            out[name.strip()] = " ".join(shlex.split(value))
+    return out
+
+
+def expand(text: str, values: dict[str, str]) -> str:
+    """$NAME and ${NAME} replaced, as the builder does for RUN with the defaults."""
+    return re.sub(
+        r"\$\{(\w+)\}|\$(\w+)",
+        lambda m: values.get(m.group(1) or m.group(2), m.group(0)),
+        text,
+    )
+
+
 def env_vars(instructions: list[tuple[str, str]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for keyword, args in instructions:
@@ -88,6 +109,14 @@ def of(instructions: list[tuple[str, str]], keyword: str) -> list[str]:
 def test_parser_joins_continuations_and_skips_comments() -> None:
     text = "# c\nFROM a:1\nRUN x \\\n    # inner\n    && y\nENV A=1 \\\n  B=2\n"
     assert parse_dockerfile(text) == [("FROM", "a:1"), ("RUN", "x && y"), ("ENV", "A=1 B=2")]
+
+
+def test_build_args_expand_with_their_defaults() -> None:
+    args = build_args(parse_dockerfile('ARG S="--index-url https://x/cpu"\nARG N\n'))
+    assert args == {"S": "--index-url https://x/cpu", "N": ""}
+    assert expand("pip install ${S} t==1 $S $OTHER", args) == (
+        "pip install --index-url https://x/cpu t==1 --index-url https://x/cpu $OTHER"
+    )
 
 
 def test_base_image_is_pinned_python_311_slim(instructions) -> None:
@@ -123,7 +152,20 @@ def test_cmd_serves_app_on_all_interfaces(instructions) -> None:
     assert argv[:3] == ["streamlit", "run", "app.py"], argv
     flags = " ".join(argv[3:])
     assert re.search(r"--server\.address[= ]0\.0\.0\.0", flags), argv
-    assert not of(instructions, "ENTRYPOINT")
+
+
+def test_an_init_is_pid_1(instructions) -> None:
+    """Without one, Streamlit is PID 1: orphaned processes are never reaped, and a signal it
+    has no handler for does nothing to PID 1. Not left to ``docker run --init``."""
+    entrypoints = of(instructions, "ENTRYPOINT")
+    assert len(entrypoints) == 1, entrypoints
+    argv = exec_form(entrypoints[0])
+    assert Path(argv[0]).name == "tini" and argv[-1] == "--", argv
+    runs = " && ".join(of(instructions, "RUN"))
+    installs = [c for c in re.split(r"&&|;", runs) if re.search(r"apt-get install", c)]
+    assert any(re.search(r"\btini\b", c) for c in installs), installs
+    assert all("--no-install-recommends" in c for c in installs), installs
+    assert "rm -rf /var/lib/apt/lists/*" in runs, "apt's lists left in the image"
 
 
 def test_environment_is_headless_private_and_xsrf_protected(instructions) -> None:
@@ -132,6 +174,17 @@ def test_environment_is_headless_private_and_xsrf_protected(instructions) -> Non
     assert env.get("STREAMLIT_SERVER_HEADLESS") == "true"
     assert env.get("STREAMLIT_BROWSER_GATHER_USAGE_STATS") == "false"
     assert env.get("STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION") == "true"
+    # Set, so Streamlit does not ask checkip.amazonaws.com for an address to print at start.
+    assert env.get("STREAMLIT_BROWSER_SERVER_ADDRESS")
+
+
+def test_error_details_stay_hidden(instructions) -> None:
+    """The image's settings (.streamlit/config.toml, copied in) show a generic message, not a
+    traceback; an ENV that says otherwise would win over the file."""
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert settings["client"]["showErrorDetails"] == "none"
+    assert settings["server"]["enableXsrfProtection"] is True
+    assert env_vars(instructions).get("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "none") == "none"
 
 
 def requirement_pins() -> dict[str, str]:
@@ -150,10 +203,13 @@ def test_requirements_are_all_pinned() -> None:
 
 
 def test_torch_comes_from_the_cpu_index(instructions) -> None:
+    """By default; TORCH_SOURCE (pip options) may name another source of the CPU wheel."""
     runs = " && ".join(of(instructions, "RUN"))
     installs = [c.strip() for c in re.split(r"&&|;", runs) if re.search(r"pip3? install", c)]
     torch_installs = [c for c in installs if re.search(r"\btorch\b", c)]
     assert len(torch_installs) == 1, installs
+    assert re.search(r"\$\{?TORCH_SOURCE\b", torch_installs[0]), torch_installs[0]
+    torch_installs = [expand(torch_installs[0], build_args(instructions))]
     words = shlex.split(torch_installs[0])
     assert f"torch=={requirement_pins()['torch']}" in words
     index_flags = {"--index-url", "--extra-index-url", "-i"}
@@ -163,7 +219,8 @@ def test_torch_comes_from_the_cpu_index(instructions) -> None:
     assert CPU_INDEX in indexes, torch_installs[0]
     requirement_install = [c for c in installs if "requirements.txt" in c]
     assert requirement_install, "the pinned requirements.txt must be installed"
-    assert installs.index(torch_installs[0]) < installs.index(requirement_install[0]), (
+    torch_at = next(i for i, c in enumerate(installs) if re.search(r"\btorch\b", c))
+    assert torch_at < installs.index(requirement_install[0]), (
         "torch must be installed first, so requirements.txt finds it satisfied"
     )
     for command in installs:
