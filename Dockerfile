@@ -48,8 +48,11 @@ COPY app_pages/ ./app_pages/
 COPY bnviz/ ./bnviz/
 COPY assets/ ./assets/
 
-# Numeric, so Kubernetes' runAsNonRoot can verify it.
+# Numeric, so Kubernetes' runAsNonRoot can verify it. The training kernels are compiled now,
+# into a cache the app user can write (numba recompiles there if the host's CPU differs).
 USER 10001:10001
+ENV NUMBA_CACHE_DIR=/home/bnviz/.cache/numba
+RUN python -c "from bnviz.train import warm_up; print(f'kernels ready in {warm_up():.0f} s')"
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).read() != b'ok')"]

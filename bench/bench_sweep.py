@@ -3,8 +3,8 @@ float32): 16 runs = 8 rates (log grid 0.01..30) x plain/BN, 1,000 steps each, a 
 100 steps. (a) 16 sequential ``train`` runs, (b) ``sweep`` in one process (one stack of 8 per
 group), (c) ``bnviz.fanout.sweep`` over 2 worker processes (the first call starts the fork
 server and the worker, which later calls reuse). Then where two processes start to pay
-(smaller jobs, worker up), and the cost of one stacked step per net-step as K grows against one
-single-net step, in CPU seconds of this process (steadier than wall time on a shared machine).
+(smaller jobs, worker up), and the cost of a stacked step per net-step as K grows against a
+single net's step, in CPU seconds of this process (steadier than wall time on a shared machine).
 Everything in one run, as ratios; rounds interleaved and the best kept.
 Run: python bench/bench_sweep.py
 """
@@ -20,9 +20,9 @@ import numpy as np
 from bnviz import fanout
 from bnviz.app import workers as executor
 from bnviz.blas import single_threaded_blas
+from bnviz.engine import FastEngine
 from bnviz.fanout import MIN_PARALLEL_MACS, MIN_PARALLEL_MACS_WARM, forward_macs
-from bnviz.sweep import NumpyStack, _batches
-from bnviz.train import Run, TrainConfig, load_data, train
+from bnviz.train import TrainConfig, load_data, new_runs, train
 
 
 def sweep_parallel(configs: list[TrainConfig], workers: int) -> list:
@@ -127,29 +127,18 @@ def crossover(rounds: int = 3) -> None:
         )
 
 
-def stack_step(k: int, batchnorm: bool, data):
-    """One stacked step (forward, backward, SGD) of k nets of the sweep's group."""
+def stacked(k: int, batchnorm: bool):
+    """A fast engine with k nets of the sweep's group, ready to step."""
     cfg = replace(BASE, batchnorm=batchnorm, steps=100_000, record_every=100_000)
-    runs = [Run(replace(cfg, lr=float(RATES[i % 4]), seed=i % 2), data) for i in range(k)]
-    stack = NumpyStack(runs)
-    samplers = {0: runs[0].sampler, 1: runs[min(1, k - 1)].sampler}
-    idx = _batches(samplers, runs, 64)
-    rows = range(k)
-    state = {"j": 0}
+    configs = [replace(cfg, lr=float(RATES[i % 4]) / 10, seed=i % 2) for i in range(k)]
+    engine = FastEngine(new_runs(configs))
+    state = {"t": 0}
 
     def step():
-        j = state["j"] = (state["j"] + 1) % len(idx)
-        stack.forward(idx[j])
-        stack.backward()
-        stack.update(5, rows)
+        engine.steps(state["t"], 20)
+        state["t"] += 20
 
     return step
-
-
-def single_step(batchnorm: bool, data):
-    """One step of the single-net loop (``Run.run``) without records."""
-    run = Run(replace(BASE, batchnorm=batchnorm, steps=100_000, record_every=100_000), data)
-    return lambda: run.run(1)
 
 
 def best_per_call(fn, calls: int, rounds: int = 3) -> float:
@@ -166,18 +155,17 @@ def best_per_call(fn, calls: int, rounds: int = 3) -> float:
 
 
 def scaling() -> None:
-    data = load_data(BASE)
-    print("\nCPU time per net-step of one stacked step (forward + backward + SGD), one process:")
+    print("\nCPU time per net-step of a stack of K (forward + backward + SGD), one process:")
     with single_threaded_blas():
         for bn in (False, True):
-            single = single_step(bn, data)
-            steps = {k: stack_step(k, bn, data) for k in KS}
+            single = stacked(1, bn)
+            steps = {k: stacked(k, bn) for k in KS}
             best = {k: np.inf for k in KS}
             best_single = np.inf
             for _ in range(3):  # interleaved rounds
-                best_single = min(best_single, best_per_call(single, 200))
+                best_single = min(best_single, best_per_call(single, 10) / 20)
                 for k in KS:
-                    best[k] = min(best[k], best_per_call(steps[k], max(5, 200 // k)) / k)
+                    best[k] = min(best[k], best_per_call(steps[k], max(2, 10 // k)) / (20 * k))
             row = " ".join(f"K={k}: {best[k] * 1e6:4.0f}" for k in KS)
             print(
                 f"  {'BN' if bn else 'plain':5s} single net {best_single * 1e6:4.0f} us | {row} us"

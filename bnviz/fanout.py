@@ -9,13 +9,24 @@ the same either way: each net is a pure function of its config and seed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from bnviz.data import Dataset
+from bnviz.engine import FastEngine, drive
 from bnviz.experiment import Executor, Progress
 from bnviz.sweep import compatible_groups, sweep_stacks
-from bnviz.train import History, TrainConfig, Twins, load_data, train, train_twins
+from bnviz.train import (
+    TWIN_ARMS,
+    Arms,
+    History,
+    TrainConfig,
+    Twins,
+    arm_configs,
+    arm_runs,
+    load_data,
+    train_arms,
+)
 
 # Below this much work (multiply-adds of all forward passes; 1e9 take ~0.1 s here) a second
 # process does not pay: starting the kept worker costs ~0.4 s, so a job must be worth ~1 s
@@ -33,17 +44,31 @@ def forward_macs(cfg: TrainConfig, n_features: int, n_classes: int) -> float:
     return float(per_example) * cfg.batch_size * cfg.steps
 
 
-# --------------------------------------------------------------------------- twins
+# --------------------------------------------------------------------------- arms
 
 
-def twins(
-    cfg: TrainConfig, progress: Progress | None = None, executor: Executor | None = None
-) -> Twins:
-    """``train_twins(cfg)``; with an executor the two nets train at once in two workers."""
+def train_arm(
+    base: TrainConfig, arms: Mapping[str, Mapping[str, Any]], label: str, progress=None
+) -> History:
+    """One arm of ``train_arms(base, arms)``, alone: the same start (every arm's net is built
+    and the first arm's Linear weights copied, as there), so it equals that arm there."""
+    (run,) = [run for run in arm_runs(base, arms) if run.label == label]
+    drive(FastEngine([run]), progress)
+    return run.history()
+
+
+def arms(
+    base: TrainConfig,
+    arms: Mapping[str, Mapping[str, Any]],
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> Arms:
+    """``train_arms(base, arms)``; with an executor every arm trains in its own worker."""
     if executor is None:
-        return train_twins(cfg, progress)
-    plain_cfg, bn_cfg = replace(cfg, batchnorm=False), replace(cfg, batchnorm=True)
-    done = [0, 0]
+        return train_arms(base, arms, progress)
+    labels = list(arms)
+    steps = max(cfg.steps for cfg in arm_configs(base, arms).values())
+    done = [0] * len(labels)
 
     def relay(i: int, values: tuple) -> None:
         done[i] = values[0]
@@ -51,11 +76,20 @@ def twins(
             progress(min(done), values[1])
 
     if progress:
-        progress(0, cfg.steps)
-    plain, bn = executor.run_many([(train, (plain_cfg,), {}), (train, (bn_cfg,), {})], relay)
+        progress(0, steps)
+    calls = [(train_arm, (base, dict(arms), label), {}) for label in labels]
+    histories = executor.run_many(calls, relay)
     if progress:
-        progress(cfg.steps, cfg.steps)
-    return Twins(plain, bn)
+        progress(steps, steps)
+    return Arms(dict(zip(labels, histories, strict=True)))
+
+
+def twins(
+    cfg: TrainConfig, progress: Progress | None = None, executor: Executor | None = None
+) -> Arms:
+    """``train_twins(cfg)``; with an executor the two nets train at once in two workers."""
+    pair = arms(cfg, TWIN_ARMS, progress, executor)
+    return Twins(pair.plain, pair.bn)
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -65,7 +99,7 @@ def _run_share(share: Share, progress: Callable[[int], None] | None = None) -> l
     """Train each stack of a share in turn; progress counts net-steps over the whole share."""
     out: list[History] = []
     offset = 0
-    for _, configs, data in share:
+    for _, configs, _ in share:
         k = len(configs)
 
         def on_progress(
@@ -74,7 +108,7 @@ def _run_share(share: Share, progress: Callable[[int], None] | None = None) -> l
             if progress is not None:
                 progress(offset + done * k * steps // total)
 
-        out += sweep_stacks(configs, data, on_progress)
+        out += sweep_stacks(configs, on_progress)
         offset += k * configs[0].steps
     return out
 

@@ -16,10 +16,11 @@ def population_stats(
     """Per BN layer, E[x] = mean over batches of mu_B and Var[x] = m/(m-1) mean of sigma_B^2,
     over mini-batches of size m covering the data (Algorithm 2, steps 8-10).
 
-    The net runs in training mode (each layer sees the batch-normalized outputs of the layers
-    below, as during training); running statistics and parameters are left untouched. With a
-    seed the rows are shuffled first, so class-sorted data still gives mixed batches; the last
-    incomplete batch is dropped so every batch has m rows.
+    BN runs in training mode (each layer sees the batch-normalized outputs of the layers
+    below, as during training); dropout and noise run as at inference (off), since these are
+    the statistics eval mode will use; running statistics and parameters are left untouched.
+    With a seed the rows are shuffled first, so class-sorted data still gives mixed batches;
+    the last incomplete batch is dropped so every batch has m rows.
     """
     m = int(batch_size)
     n = len(x)
@@ -30,7 +31,9 @@ def population_stats(
     sums = {name: [0.0, 0.0] for name, _ in bns}
     n_batches = n // m
     was_training = model.training
-    model.train()
+    model.eval()
+    for _, bn in bns:
+        bn.train()
     with model.frozen_stats():
         for b in range(n_batches):
             model.forward(x[order[b * m : (b + 1) * m]])
@@ -74,7 +77,7 @@ def fold_batchnorm(model: MLP) -> MLP:
     """
     if not model.batchnorm:
         raise ValueError("the model has no BatchNorm to fold")
-    cfg = dict(model.config, batchnorm=False)
+    cfg = dict(model.config, norm="none", noise=0.0, dropout=0.0)
     folded = MLP(**cfg)
     for key, value in model.params.items():
         if key in folded.params:

@@ -10,15 +10,20 @@ real motion, and it keeps a 50,000-step run to a few megabytes.
 
 Sites, by layer kind:
     ``act_in``  the nonlinearity's input (the paper's "sigmoid input"), every net;
-    ``bn_in``   BN's input, BN nets (placement "before": the Linear output; "after": the
-                activation output);
-    ``bn_out``  BN's output when BN sits after the nonlinearity (before it, bn_out is act_in).
+    ``bn_in``   the normalization's input (BN, LN or GN; placement "before": the Linear
+                output; "after": the activation output);
+    ``bn_out``  its output when it sits after the nonlinearity (before it, bn_out is act_in).
+
+Beyond the distributions, a run can carry probes (``bnviz.measure``): measures taken at the
+same record steps, which see the step's batch and the net before its update.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -123,11 +128,11 @@ def layer_sites(model: MLP) -> list[dict[str, str]]:
         kinds = [n.rstrip("0123456789") for n in names]
         act = kinds.index("act")
         sites = {"act_in": names[act - 1]}
-        if "bn" in kinds:
-            bn = kinds.index("bn")
-            sites["bn_in"] = names[bn - 1]
-            if bn > act:
-                sites["bn_out"] = names[bn]
+        norm = next((i for i, kind in enumerate(kinds) if kind in ("bn", "ln", "gn")), None)
+        if norm is not None:
+            sites["bn_in"] = names[norm - 1]
+            if norm > act:
+                sites["bn_out"] = names[norm]
         out.append(sites)
     return out
 
@@ -147,6 +152,7 @@ class Recorder:
     probe_idx: Array
     max_records: int
     steps: list[int] = field(default_factory=list)
+    probes: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -156,7 +162,10 @@ class Recorder:
         self.test_y = self.test_y[order]
         self.n_probe = len(self.probe_idx)
         self.probe_x = self.test_x[: self.n_probe]
-        self.shared_forward = not m.norm_layers
+        # eval mode and probe mode agree where no layer depends on the batch or the step
+        self.shared_forward = not m.norm_layers and not any(
+            name.startswith("noise") for name, _ in m.named_layers
+        )
         self.sites = layer_sites(m)
         threshold = F.ACTIVATIONS[m.activation].saturation_threshold
         self.saturation_threshold = threshold
@@ -173,8 +182,8 @@ class Recorder:
         ]
         self.test_loss = np.full(self.max_records, np.nan, dtype=STORE)
         self.test_acc = np.full(self.max_records, np.nan, dtype=STORE)
-        self._first: dict[tuple[int, str], Array] = {}
-        self._prev: dict[tuple[int, str], Array] = {}
+        self._first: dict[tuple, Array] = {}  # per group of sites: first and previous record
+        self._prev: dict[tuple, Array] = {}
         self._pct_pos = None
 
     def record(
@@ -182,62 +191,101 @@ class Recorder:
         step: int,
         grad_norms: list[float] | None = None,
         update_ratios: list[float] | None = None,
+        context: Any = None,
+        seen: tuple[dict[str, Array], Array] | None = None,
     ) -> None:
-        """Measure the model as it is now, after ``step`` updates."""
+        """Measure the model as it is now, after ``step`` updates; ``context`` (the step's
+        batch and the net before the update) goes to the probes. ``seen`` is what the net
+        makes of the probe batch (every layer's output, probe mode) and of ``test_x`` (logits,
+        eval mode) when an engine has computed them already; else the model computes them."""
         r = len(self.steps)
         if r >= self.max_records:
             raise RuntimeError(f"more than {self.max_records} records")
         self.steps.append(step)
         m = self.model
-        p = self.n_probe
         with np.errstate(invalid="ignore", over="ignore"):
-            with m.probe_mode():
-                if self.shared_forward:
-                    logits, trace = m.forward_trace(self.test_x)
-                    trace = {name: z[:p] for name, z in trace.items()}
-                else:
-                    _, trace = m.forward_trace(self.probe_x)
-            for layer, sites in zip(self.layers, self.sites, strict=True):
+            if seen is not None:
+                trace, logits = seen
+            else:
+                trace, logits = self.look(m)
+            for layer in self.layers:
                 w = m.params[f"fc{layer.index}.weight"].ravel()
                 layer.weight_norm[r] = np.sqrt(np.dot(w, w))
                 if grad_norms is not None:
                     layer.grad_norm[r] = grad_norms[layer.index - 1]
                 if update_ratios is not None:
                     layer.update_ratio[r] = update_ratios[layer.index - 1]
-                for site, source in sites.items():
-                    self._measure(layer, site, r, trace[source], is_act_in=site == "act_in")
-            if not self.shared_forward:
-                was_training = m.training
-                m.eval()
-                logits = m.forward(self.test_x)
-                m.train(was_training)
+            self._measure(r, [(layer, site, trace[source]) for layer, sites in
+                              zip(self.layers, self.sites, strict=True)
+                              for site, source in sites.items()])  # fmt: skip
             self.test_loss[r] = F.cross_entropy(logits, self.test_y)
             hits = np.count_nonzero(logits.argmax(axis=1) == self.test_y)
             self.test_acc[r] = hits / len(self.test_y)
+            for probe in self.probes:
+                probe.measure(r, m, context)
 
-    def _measure(self, layer: LayerRecord, site: str, r: int, z: Array, is_act_in: bool) -> None:
-        rec = layer.sites[site]
-        by_unit = np.sort(z.T, axis=1)  # (U, P), each unit's values in order
-        pooled = np.sort(z, axis=None)
-        rec.quantiles[r] = sorted_quantiles(pooled, LEVELS)
-        rec.unit_pct[r] = sorted_quantiles(by_unit, UNIT_LEVELS)
-        mean, _, var = F.batch_moments(z)
-        rec.unit_mean[r] = mean
-        rec.unit_std[r] = np.sqrt(var)
-        # pooled moments from per-unit ones: total variance = within-unit + between-unit
-        inv_u = 1.0 / mean.size
-        pooled_mean = float(np.add.reduce(mean, dtype=np.float64)) * inv_u
-        spread = mean - pooled_mean
-        pooled_var = float(np.add.reduce(var, dtype=np.float64) + np.dot(spread, spread)) * inv_u
-        rec.mean[r], rec.std[r] = pooled_mean, np.sqrt(pooled_var)
-        key = (layer.index, site)
-        first = self._first.setdefault(key, pooled)
-        prev = self._prev.get(key, pooled)
-        rec.drift_prev[r] = wasserstein1_sorted(pooled, prev)
-        rec.drift_init[r] = wasserstein1_sorted(pooled, first)
-        self._prev[key] = pooled
-        if is_act_in:
-            rec.saturation[r] = self._saturation(pooled, by_unit)
+    def look(self, m: MLP) -> tuple[dict[str, Array], Array]:
+        """Every layer's output on the probe batch (probe mode) and the logits of the test
+        split (eval mode); one forward serves both where the two modes agree."""
+        p = self.n_probe
+        with m.probe_mode():
+            if self.shared_forward:
+                logits, trace = m.forward_trace(self.test_x)
+                return {name: z[:p] for name, z in trace.items()}, logits
+            _, trace = m.forward_trace(self.probe_x)
+        was_training = m.training
+        m.eval()
+        logits = m.forward(self.test_x)
+        m.train(was_training)
+        return trace, logits
+
+    def _measure(self, r: int, sites: list[tuple[LayerRecord, str, Array]]) -> None:
+        """Record r of every (layer, site, values) at once: sites of the same shape are
+        stacked, so each measure is one numpy call for all of them, not one per site."""
+        groups: dict[tuple[int, ...], list[tuple[LayerRecord, str, Array]]] = {}
+        for item in sites:
+            groups.setdefault(item[2].shape, []).append(item)
+        for group in groups.values():
+            z = np.stack([values for _, _, values in group])  # (S, P, U)
+            by_unit = np.ascontiguousarray(z.transpose(0, 2, 1))  # (S, U, P)
+            by_unit.sort(axis=2)  # each unit's values in order
+            pooled = np.sort(z.reshape(len(group), -1), axis=1)  # (S, P * U)
+            quantiles = sorted_quantiles(pooled, LEVELS)
+            unit_pct = sorted_quantiles(by_unit, UNIT_LEVELS)
+            # sums over the probe batch as a product with ones (BLAS: several times faster)
+            ones = np.ones((1, z.shape[1]), dtype=z.dtype) / z.dtype.type(z.shape[1])
+            mean = np.matmul(ones, z)[:, 0]  # (S, U)
+            centred = z - mean[:, None, :]
+            centred *= centred
+            var = np.matmul(ones, centred)[:, 0]
+            # pooled moments from per-unit ones: total variance = within + between units
+            pooled_mean = mean.mean(axis=1, dtype=np.float64)
+            pooled_var = (var + np.square(mean - pooled_mean[:, None])).mean(
+                axis=1, dtype=np.float64
+            )
+            key = tuple((layer.index, site) for layer, site, _ in group)
+            first = self._first.setdefault(key, pooled)
+            prev = self._prev.get(key, pooled)
+            self._prev[key] = pooled
+            gap = np.subtract(pooled, prev)
+            np.abs(gap, out=gap)
+            drift_prev = np.matmul(gap, self._mean_weights(gap))
+            np.subtract(pooled, first, out=gap)
+            np.abs(gap, out=gap)
+            drift_init = np.matmul(gap, self._mean_weights(gap))
+            for s, (layer, site, _) in enumerate(group):
+                rec = layer.sites[site]
+                rec.quantiles[r], rec.unit_pct[r] = quantiles[s], unit_pct[s]
+                rec.unit_mean[r], rec.unit_std[r] = mean[s], np.sqrt(var[s])
+                rec.mean[r], rec.std[r] = pooled_mean[s], np.sqrt(pooled_var[s])
+                rec.drift_prev[r], rec.drift_init[r] = drift_prev[s], drift_init[s]
+                if site == "act_in":
+                    rec.saturation[r] = self._saturation(pooled[s], by_unit[s])
+
+    @staticmethod
+    def _mean_weights(a: Array) -> Array:
+        """A column of 1/n: a mean along the last axis as one BLAS product."""
+        return np.full(a.shape[-1], 1.0 / a.shape[-1], dtype=a.dtype)
 
     def _saturation(self, pooled: Array, by_unit: Array) -> float:
         """sigmoid/tanh: fraction of probe values where the gradient is below 10% of its peak;
@@ -250,32 +298,31 @@ class Recorder:
             return float(np.count_nonzero(by_unit[:, -1] <= 0)) / by_unit.shape[0]
         return float("nan")
 
-    def finalize(self) -> tuple[Array, list[LayerRecord], Array, Array]:
+    def finalize(self) -> tuple[Array, list[LayerRecord], Array, Array, dict[str, Any]]:
         n = len(self.steps)
         return (
             np.asarray(self.steps, dtype=np.int64),
             [layer.truncated(n) for layer in self.layers],
             self.test_loss[:n],
             self.test_acc[:n],
+            {probe.name: probe.result(n) for probe in self.probes},
         )
 
 
-def grad_norms(model: MLP) -> list[float]:
-    """||dL/dW|| of every hidden Linear weight, from the model's current gradients."""
-    return [
-        float(np.linalg.norm(model.grads[f"fc{i}.weight"])) for i in range(1, model.n_hidden + 1)
-    ]
+def grad_norms(grads: Mapping[str, Array], n_hidden: int) -> list[float]:
+    """||dL/dW|| of every hidden Linear weight, from a net's gradients by parameter key."""
+    return [float(np.linalg.norm(grads[f"fc{i}.weight"])) for i in range(1, n_hidden + 1)]
 
 
-def hidden_weights(model: MLP) -> list[Array]:
-    return [model.params[f"fc{i}.weight"].copy() for i in range(1, model.n_hidden + 1)]
+def hidden_weights(params: Mapping[str, Array], n_hidden: int) -> list[Array]:
+    return [params[f"fc{i}.weight"].copy() for i in range(1, n_hidden + 1)]
 
 
-def update_ratios(model: MLP, before: list[Array]) -> list[float]:
+def update_ratios(params: Mapping[str, Array], before: list[Array]) -> list[float]:
     """||W_after - W_before|| / ||W_before|| for every hidden Linear weight."""
     out = []
     for i, w0 in enumerate(before, start=1):
-        w1 = model.params[f"fc{i}.weight"]
+        w1 = params[f"fc{i}.weight"]
         denom = float(np.linalg.norm(w0))
         out.append(float(np.linalg.norm(w1 - w0)) / denom if denom > 0 else float("nan"))
     return out

@@ -1,8 +1,8 @@
-"""Histories to and from NPZ files and CSV tables, without pickle.
+"""Runs (any number of arms) to and from NPZ files and CSV tables, without pickle.
 
-An NPZ holds only numeric arrays and one JSON string per run (its config), so loading a file
-never executes code (``allow_pickle=False``). Used for the precomputed runs in ``assets/`` and
-for the downloads offered on every page.
+An NPZ holds only numeric arrays and JSON strings (each run's config, the arms' labels), so
+loading a file never executes code (``allow_pickle=False``). Used for the precomputed runs in
+``assets/`` and for the downloads offered on every page.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from bnviz.export import columns_of, csv_table, npz_bytes, padded
+from bnviz.measure import PROBE_RECORDS
 from bnviz.record import LayerRecord, SiteRecord
-from bnviz.train import History, TrainConfig, Twins
+from bnviz.train import Arms, History, TrainConfig, Twins
 
 Array = np.ndarray
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SITE_FIELDS = tuple(SiteRecord.__dataclass_fields__)
 _LAYER_ARRAYS = ("grad_norm", "update_ratio", "weight_norm")
 _SITE_COLUMNS = ("mean", "std", "drift_prev", "drift_init", "saturation")  # in the CSV
@@ -36,7 +37,11 @@ def history_arrays(h: History, prefix: str = "") -> dict[str, Array]:
         f"{prefix}test_acc": h.test_acc,
         f"{prefix}diverged_at": np.array(-1 if h.diverged_at is None else h.diverged_at),
         f"{prefix}seconds": np.array(h.seconds),
+        f"{prefix}label": np.array(h.label),
     }
+    for name, record in h.probes.items():
+        for key, value in vars(record).items():
+            out[f"{prefix}probes/{name}/{key}"] = np.asarray(value)
     for key, value in h.final_state.items():
         out[f"{prefix}state/{key}"] = value
     for layer in h.layers:
@@ -53,12 +58,16 @@ def history_arrays(h: History, prefix: str = "") -> dict[str, Array]:
 def history_from_arrays(arrays: Mapping[str, Array], prefix: str = "") -> History:
     cfg = TrainConfig.from_dict(json.loads(str(arrays[f"{prefix}config"])))
     layers: dict[int, dict] = {}
-    state = {}
+    state: dict[str, Array] = {}
+    probes: dict[str, dict[str, Array]] = {}
     for key in arrays:
         if not key.startswith(prefix):
             continue
         rest = key[len(prefix) :]
-        if rest.startswith("state/"):
+        if rest.startswith("probes/"):
+            _, name, field = rest.split("/")
+            probes.setdefault(name, {})[field] = np.asarray(arrays[key])
+        elif rest.startswith("state/"):
             state[rest[len("state/") :]] = np.asarray(arrays[key])
         elif rest.startswith("layers/"):
             parts = rest.split("/")
@@ -86,27 +95,34 @@ def history_from_arrays(arrays: Mapping[str, Array], prefix: str = "") -> Histor
         diverged_at=None if diverged < 0 else diverged,
         seconds=float(arrays[f"{prefix}seconds"]),
         final_state=state,
+        label=str(arrays[f"{prefix}label"]),
+        probes={name: PROBE_RECORDS[name](**fields) for name, fields in probes.items()},
     )
 
 
-def twins_to_npz(twins: Twins) -> bytes:
-    arrays = {"format_version": np.array(FORMAT_VERSION)}
-    arrays.update(history_arrays(twins.plain, "plain/"))
-    arrays.update(history_arrays(twins.bn, "bn/"))
+def arms_to_npz(arms: Arms) -> bytes:
+    arrays = {"format_version": np.array(FORMAT_VERSION), "arms": np.array(json.dumps(arms.labels))}
+    for i, h in enumerate(arms):
+        arrays.update(history_arrays(h, f"arm{i}/"))
     return npz_bytes(arrays)
 
 
-def twins_from_npz(source: bytes | str | Path) -> Twins:
-    """Load twins saved by ``twins_to_npz``; never unpickles (a bad file raises ValueError)."""
+def arms_from_npz(source: bytes | str | Path) -> Arms:
+    """Load arms saved by ``arms_to_npz``; never unpickles (a bad file raises ValueError)."""
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     with np.load(data, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    if int(arrays.get("format_version", -1)) != FORMAT_VERSION:
-        raise ValueError("not a bnviz twins file of this version")
-    return Twins(history_from_arrays(arrays, "plain/"), history_from_arrays(arrays, "bn/"))
+    if int(arrays.get("format_version", -1)) != FORMAT_VERSION or "arms" not in arrays:
+        raise ValueError("not a bnviz runs file of this version")
+    labels = json.loads(str(arrays["arms"]))
+    runs = {label: history_from_arrays(arrays, f"arm{i}/") for i, label in enumerate(labels)}
+    return Twins(runs["plain"], runs["BN"]) if labels == ["plain", "BN"] else Arms(runs)
 
 
-def records_csv(twins: Twins) -> str:
+twins_to_npz, twins_from_npz = arms_to_npz, arms_from_npz
+
+
+def records_csv(twins: Arms) -> str:
     """One row per (run, record, hidden layer, site): the numbers behind every chart."""
     rows = [
         {
@@ -127,8 +143,8 @@ def records_csv(twins: Twins) -> str:
     return csv_table(columns_of(rows))
 
 
-def loss_csv(twins: Twins) -> str:
-    """Per-step training loss of both runs (empty where a run diverged and stopped)."""
+def loss_csv(twins: Arms) -> str:
+    """Per-step training loss of every run (empty where a run diverged and stopped)."""
     n = max(len(h.loss) for h in twins)
     return csv_table({"step": range(n), **{f"{_key(h)}_loss": padded(h.loss, n) for h in twins}})
 

@@ -49,8 +49,13 @@ class Cancelled(Exception):
 
 
 def _init_worker(q: Any, flags: Any) -> None:
+    """A new worker: where its progress goes, and the training kernels loaded before its
+    first job (from numba's cache; a second to spare a student's first run)."""
     global _worker_queue, _worker_flags
     _worker_queue, _worker_flags = q, flags
+    from bnviz.train import warm_up
+
+    warm_up()
 
 
 def _run_job(job: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

@@ -39,6 +39,7 @@ A_GRID = np.logspace(-2, 2, 41)  # scales of W for the gradient law and the trai
 LINEAR_Y = 1.0  # "near-linear": |y| < 1, where sigmoid(y) is within 0.019 of 0.5 + y/4
 SATURATION_Y = F.ACTIVATIONS["sigmoid"].saturation_threshold  # sigmoid'(y) < 10% of its peak
 DIGITS = 10  # significant digits in the downloads: these identities hold to ~1e-15
+EXACT_EPS = float(np.finfo(np.float64).tiny)  # what eps = 0 is built as, see bn_eps
 EPS_CHOICES = ("0", "1e-12", "1e-8", "1e-5", "1e-3", "0.1")
 WEIGHT_DECAY_CHOICES = ("0", "1e-4", "1e-3", "1e-2")
 
@@ -78,11 +79,18 @@ PRESET_HELP = {
 # --------------------------------------------------------------------------- one real layer
 
 
+def bn_eps(eps: float) -> float:
+    """The eps BN is built with for the page's eps: BN refuses 0 (a constant unit would divide
+    by zero), so "0" is the smallest positive float64, which leaves var + eps equal to var, bit
+    for bit, for every variance above 1e-292."""
+    return eps if eps > 0 else EXACT_EPS
+
+
 def paper_nets(seed: int, eps: float) -> tuple[MLP, MLP]:
     """The plain and BN nets of ``config(seed=seed)`` at step 0, in float64: same weights."""
     sizes = (load_dataset("digits").n_features, *HIDDEN, 10)
     common = dict(init="gaussian", init_std=INIT_STD, seed=seed, dtype=np.float64)
-    bn = MLP(sizes, "sigmoid", batchnorm=True, eps=eps, **common)
+    bn = MLP(sizes, "sigmoid", batchnorm=True, eps=bn_eps(eps), **common)
     plain = MLP(sizes, "sigmoid", batchnorm=False, **common)
     plain.copy_weights_from(bn)
     return plain, bn
@@ -121,7 +129,6 @@ def scaled_passes(net: MLP, layer: int, scales: Iterable[float], u: Array, y: Ar
         raise ValueError(f"layer must be a hidden layer in 1..{net.n_hidden}; got {layer}")
     weight = net.params[f"{fc_name}.weight"]
     w0 = weight.copy()
-    net.layers[fc_name].needs_input_grad = True
     names = [name for name, _ in net.named_layers]
     i = names.index(fc_name)
     after = names[i + 1]  # the BN layer, or the activation in the plain net
@@ -233,8 +240,8 @@ def identity(
         )
     b = np.random.default_rng([seed, 7]).standard_normal(z.shape[1]) * np.std(z)
     ones, zeros = np.ones(z.shape[1]), np.zeros(z.shape[1])
-    with_b = F.batchnorm_forward(z + b, ones, zeros, eps)[0]
-    without = F.batchnorm_forward(z, ones, zeros, eps)[0]
+    with_b = F.batchnorm_forward(z + b, ones, zeros, bn_eps(eps))[0]
+    without = F.batchnorm_forward(z, ones, zeros, bn_eps(eps))[0]
     return Identity(
         layer=layer,
         a=float(a),
@@ -467,8 +474,8 @@ def gamma_beta(
     mean, var = float(np.mean(x)), float(np.var(x))
     if identity:
         gamma, beta = float(np.sqrt(var + bn.eps)), mean
-    y, cache, _, _ = F.batchnorm_forward(x[:, None], np.array([gamma]), np.array([beta]), bn.eps)
-    x_hat = (cache.xc * cache.inv_std)[:, 0]
+    y, cache = F.batchnorm_forward(x[:, None], np.array([gamma]), np.array([beta]), bn.eps)
+    x_hat = cache.x_hat[:, 0]
     y = y[:, 0]
     return GammaBeta(
         layer=layer,

@@ -124,7 +124,7 @@ def where_label(site: str, activation: str, layer: int) -> str:
 
 def line(label: str, width: float = 2.5) -> dict:
     """A run's line: its color and its dash (the second cue, for print and grayscale)."""
-    return {"color": style.run_color(label), "width": width, "dash": style.RUN_DASH[label]}
+    return {"color": style.run_color(label), "width": width, "dash": style.run_dash(label)}
 
 
 def diverged_note(h: History) -> str | None:

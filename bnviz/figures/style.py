@@ -1,7 +1,9 @@
 """One look for every figure: run colors, fonts, margins, and names students can read.
 
-Plain is always orange and BN always blue (Okabe-Ito colors, safe for the common kinds of color
-blindness), on every page, so a student never has to reread a legend.
+A color per normalization (Okabe-Ito colors, safe for the common kinds of color blindness),
+the same on every page, so a student never has to reread a legend: plain orange, BN blue,
+LayerNorm green, GroupNorm purple. The dash is the second cue (for print and grayscale): plain
+dashed, normalized nets solid, noise dotted, dropout dash-dotted.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import plotly.io as pio
 
 PLAIN = "#E69F00"  # Okabe-Ito orange
 BN = "#0072B2"  # Okabe-Ito blue
+LN = "#009E73"  # Okabe-Ito bluish green
+GN = "#CC79A7"  # Okabe-Ito reddish purple
 ACCENT = "#D55E00"  # Okabe-Ito vermillion: divergence marks and warnings
 MUTED = "#555555"  # reference outlines (e.g. the step-0 histogram) and notes
 GRID = "#E5E5E5"
 
-RUN_COLORS = {"plain": PLAIN, "BN": BN}
-RUN_DASH = {"plain": "dash", "BN": "solid"}  # a second cue besides color, for print and grayscale
+RUN_COLORS = {"plain": PLAIN, "BN": BN, "LN": LN, "GN": GN}
+RUN_DASH = {"plain": "dash", "BN": "solid", "LN": "solid", "GN": "solid"}
 
 FONT_FAMILY = "Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif"
 FONT_SIZE = 14
@@ -27,12 +31,26 @@ HEIGHT_ANIMATED = 520  # room for the slider and the play button under the panel
 _ACTIVATION_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU", "linear": "linear"}
 
 
+def _kind(run: str) -> str:
+    """The normalization a run's label names: "noisy BN" is BN, "plain + noise" plain."""
+    for kind in ("BN", "LN", "GN", "plain"):
+        if kind in run.replace("+", " ").split():
+            return kind
+    raise ValueError(f"run must name one of {', '.join(RUN_COLORS)}; got {run!r}")
+
+
 def run_color(run: str) -> str:
-    """The color of a run ("plain" or "BN")."""
-    try:
-        return RUN_COLORS[run]
-    except KeyError:
-        raise ValueError(f"run must be one of {', '.join(RUN_COLORS)}; got {run!r}") from None
+    """The color of a run by its label ("plain", "BN", "noisy BN", "LN + dropout", ...)."""
+    return RUN_COLORS[_kind(run)]
+
+
+def run_dash(run: str) -> str:
+    """The dash of a run by its label: its kind's, dotted with noise, dash-dot with dropout."""
+    if "noise" in run or "noisy" in run:
+        return "dot"
+    if "dropout" in run:
+        return "dashdot"
+    return RUN_DASH[_kind(run)]
 
 
 def rgba(hex_color: str, alpha: float) -> str:

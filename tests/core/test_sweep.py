@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from bnviz import sweep as S
+from bnviz.reference.torch_sweep import sweep_torch
 from bnviz.sweep import (
     SHARED,
     SWEPT,
     check_compatible,
     sweep,
-    sweep_torch,
 )
 from bnviz.train import History, TrainConfig, train
 
@@ -149,10 +149,9 @@ def test_float32_sweep_matches_train():
 
 
 @pytest.mark.parametrize("net", ["bn_before_sigmoid", "bn_after_relu", "plain_sigmoid"])
-def test_stacked_kernels_mirror_functional_to_the_bit(net):
-    """The sweep's stacked kernels repeat bnviz.functional operation for operation; on one
-    machine (one BLAS) that makes every float32 loss identical, which guards the mirror
-    against drifting from the functions it copies."""
+def test_a_stacked_run_is_the_run_alone_to_the_bit(net):
+    """One engine: a run in a stack of K computes exactly what it computes alone (K = 1), so
+    every float32 loss of a sweep equals its ``train`` run's, bit for bit."""
     configs = grid(net, dtype="float32")[:3]
     for a, b in zip(sweep(configs), trained(configs), strict=True):
         np.testing.assert_array_equal(a.loss, b.loss)
@@ -222,7 +221,10 @@ def test_large_groups_run_as_several_stacks(monkeypatch):
     "field, value",
     [
         ("hidden", (24, 16)),
-        ("batchnorm", True),
+        ("norm", "batch"),
+        ("norm", "group"),
+        ("bn_noise", 1.0),
+        ("dropout", 0.2),
         ("placement", "after"),
         ("activation", "tanh"),
         ("batch_size", 16),

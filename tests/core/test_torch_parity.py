@@ -161,14 +161,19 @@ MLP_KINDS = {
     "plain": {},
     "bn_before": {"batchnorm": True, "placement": "before"},
     "bn_after": {"batchnorm": True, "placement": "after"},
-    "layernorm": {"layernorm": True},
+    "layernorm": {"norm": "layer"},
+    "groupnorm": {"norm": "group", "groups": 3},
+    "groupnorm_after": {"norm": "group", "groups": 4, "placement": "after"},
+    "noisy_bn": {"batchnorm": True, "noise": 1.0},
+    "plain_noise": {"noise": 1.0},
+    "bn_dropout": {"batchnorm": True, "dropout": 0.3},
 }
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("kind", list(MLP_KINDS))
 def test_mlp_matches_torch(rng, kind, activation):
-    model = MLP([8, 12, 10, 9, 4], activation, init="glorot", seed=5, **MLP_KINDS[kind])
+    model = MLP([8, 12, 12, 12, 4], activation, init="glorot", seed=5, **MLP_KINDS[kind])
     for key, p in model.params.items():
         if not key.endswith("weight"):
             p += 0.3 * rng.standard_normal(p.shape)
@@ -270,11 +275,17 @@ def test_sgd_updates_2d_arrays_in_place_and_refuses_strided_ones(rng):
         SGD([np.zeros(3)], [np.zeros(4)], lr=0.1)
 
 
-def test_sgd_on_one_flat_array_equals_per_tensor_torch(rng):
-    """An MLP steps its single flat array; torch steps each tensor: the same update."""
+def test_sgd_on_an_mlp_equals_torch(rng):
+    """SGD over an MLP's parameter arrays, torch over its tensors: the same updates."""
     model = MLP([6, 7, 3], "sigmoid", batchnorm=True, seed=0)
     tmodel = to_torch(model)
-    opt = SGD([model.flat_params], [model.flat_grads], lr=0.3, momentum=0.8, weight_decay=1e-3)
+    opt = SGD(
+        list(model.params.values()),
+        list(model.grads.values()),
+        lr=0.3,
+        momentum=0.8,
+        weight_decay=1e-3,
+    )
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.3, momentum=0.8, weight_decay=1e-3)
     for _ in range(20):
         x, y = rng.standard_normal((10, 6)), rng.integers(0, 3, 10)
