@@ -8,6 +8,8 @@ to the main script, Streamlit routes a fresh server's deep links straight to its
 this navigation).
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 from bnviz.app import run
@@ -15,7 +17,9 @@ from bnviz.app.lessons import by_section
 
 st.set_page_config(
     page_title="bnviz: Batch Normalization, visualized",
-    page_icon=":material/stacked_line_chart:",
+    # an image this server serves: a Material-symbol icon would make browsers fetch it off
+    # the machine, from Google's font host
+    page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
     layout="wide",
     menu_items={
         "About": "bnviz trains real networks, with and without Batch Normalization, "
@@ -37,6 +41,7 @@ for section, members in by_section().items():
         lessons[id(page)] = lesson
         sections[section].append(page)
 run.warm_up_trainers()
+run.plotting_stack()
 page = st.navigation(sections)
 st.title(lessons[id(page)].title)
 page.run()

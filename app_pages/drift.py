@@ -110,7 +110,7 @@ values = widgets.page_controls(PAGE, CONTROLS, PRESETS, drift.PRESET_HELP)
 try:
     cfg = drift.config(**{k: values[k] for k in TRAINING})
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 twins = run.run_experiment(drift.EXPERIMENT, cfg)
 if twins is None:

@@ -92,7 +92,7 @@ try:
     sweep_cfg = lr.lr_sweep(values)
     grid_cfg = lr.grid(values)
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 
 twins = run.run_experiment(lr.EXPERIMENT, curves_cfg)

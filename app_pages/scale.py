@@ -129,7 +129,7 @@ note_col.caption(
 try:
     ident = scale.identity(values["layer"], a, eps, values["batch_size"], values["seed"])
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 
 cols = st.columns(4)
@@ -201,7 +201,7 @@ st.header("2 · Over training: ‖W‖ grows, lr/‖W‖² falls by itself")
 try:
     cfg = scale.config(values["lr"], values["steps"], values["seed"], float(values["weight_decay"]))
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 st.markdown(
     f"The same two nets train side by side for {cfg.steps:,} steps at learning rate "

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from bnviz.app.controls import Control, encode_query, fmt_number, read_query
+from bnviz.app.pieces import as_code
 
 CHOICE_LOOKS = {"select": "selectbox", "segmented": "segmented_control", "radio": "radio"}
 
@@ -104,7 +105,7 @@ def page_controls(
         if notices:
             st.warning(
                 "Some settings in this link could not be used, so defaults stand in:\n\n"
-                + "\n".join(f"- {n}" for n in notices),
+                + "\n".join(f"- {as_code(n)}" for n in notices),
                 icon=":material/link_off:",
             )
     if presets:

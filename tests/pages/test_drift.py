@@ -114,3 +114,18 @@ def test_drift_sliders_at_both_ends():
         at = open_page("drift", query)
         assert_clean(at)
         assert len(charts(at)) == 8
+
+
+def test_text_from_a_link_is_shown_as_text_not_markdown():
+    at = open_page(
+        "drift",
+        {"lr": "[Click here to log in](http://example.com)", "#evil": "x", "steps": "200"},
+    )
+    assert_clean(at)
+    notice = at.warning[0].value
+    lines = notice.splitlines()[2:]
+    assert lines == [
+        "- ` lr=[Click here to log in](http://example.com) ignored: lr must be a number; "
+        "using 0.5 `",
+        "- ` #evil is not a setting of this page `",
+    ]  # code spans: no link, no heading, whatever the text
