@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from bnviz.app import run
+from bnviz.app import present, run
 from bnviz.app.lessons import by_section
 
 st.set_page_config(
@@ -21,6 +21,7 @@ st.set_page_config(
     # the machine, from Google's font host
     page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
     layout="wide",
+    initial_sidebar_state=present.sidebar_state(),
     menu_items={
         "About": "bnviz trains real networks, with and without Batch Normalization, "
         "side by side, and shows what happens inside them."
@@ -43,5 +44,6 @@ for section, members in by_section().items():
 run.warm_up_trainers()
 run.plotting_stack()
 page = st.navigation(sections)
+present.frame()
 st.title(lessons[id(page)].title)
 page.run()

@@ -118,6 +118,11 @@ eps = float(values["eps"])
 
 # ----------------------------------------------------------------------------- part 1
 st.header("1 · Scale the weights that feed a BN layer")
+pieces.predict(
+    f"{PAGE}.scale",
+    "Multiply the weights that feed a BN layer by 100. How much does BN's output change? "
+    "And the gradient of those weights? Then move the slider.",
+)
 slider_col, note_col = st.columns([3, 2])
 a = widgets.view(PAGE, BY_NAME["a"], slider_col)
 note_col.caption(
@@ -174,6 +179,11 @@ if eps > 0 and ident.out_diff > 1e-6:
         f"eps the scale leaks through. Set eps to 0 to see it exact.",
         icon=":material/info:",
     )
+orthogonal_note = (
+    "zero up to float64 rounding, since eps = 0 here"
+    if eps == 0
+    else f"near zero; exactly zero only at eps = 0, and here eps = {eps:g}"
+)
 st.markdown(
     f"""
 **Why larger weights get smaller gradients.** Scale W by a and BN's output does not move, so
@@ -184,9 +194,9 @@ see exactly the same signal whatever the scale of W. Without BN (orange) scaling
 what the next layer receives and changes the loss and every gradient.
 
 **Why the gradient is orthogonal to W.** L(aW) = L(W) for all a means moving W along itself
-changes nothing: W · ∂L/∂W = 0 (measured here: cos(W, ∂L/∂W) = {ident.cos_w_grad:.1e}, exactly
-0 only when eps = 0). So a gradient step W − lr·g (g = ∂L/∂W) is the hypotenuse of a right triangle,
-‖W − lr·g‖² = ‖W‖² + lr²‖g‖²: plain SGD can only make ‖W‖ grow. Part 2 shows it in a real
+changes nothing: W · ∂L/∂W = 0 (measured here: cos(W, ∂L/∂W) = {ident.cos_w_grad:.1e},
+{orthogonal_note}). So a gradient step W − lr·g (g = ∂L/∂W) is the hypotenuse of a right
+triangle, ‖W − lr·g‖² = ‖W‖² + lr²‖g‖²: plain SGD can only make ‖W‖ grow. Part 2 shows it in a real
 training run.
 
 **Why the bias before BN is redundant.** BN subtracts the batch mean, and a bias b shifts every
@@ -247,9 +257,9 @@ st.markdown(
     "multiplied by a, from 0.01 to 100, and both trained nets are evaluated on the test split. "
     "BN is in **training mode** here: it normalizes with the statistics of that batch, which "
     "scale with W. (In eval mode BN uses running averages gathered at a = 1, which do not "
-    "scale, so the BN net's loss would change too until they are re-estimated: see the lesson "
-    "on training vs inference.)"
+    "scale, so the BN net's loss would change too until they are re-estimated.)"
 )
+pieces.lesson_link("inference", "Training vs inference: running averages and what eval mode uses")
 trained = scale.scale_trained(twins, layer)
 pieces.chart(figs.trained_scaling(trained, a), key="trained")
 
@@ -264,6 +274,7 @@ st.markdown(
     "identity, so adding it never takes representation power away. The unit's scale and "
     "offset now live in γ and β rather than in the weights and the bias before it."
 )
+pieces.lesson_link("bn_steps", "BN step by step: where γ and β enter the computation")
 c1, c2, c3 = st.columns([2, 2, 3])
 with c1:
     identity = widgets.view(PAGE, BY_NAME["identity"])
@@ -294,9 +305,7 @@ cols[3].metric(
     sci(gb.identity_error),
     help="0 up to rounding when γ = sqrt(var + eps) and β = mean.",
 )
-pieces.chart(figs.gamma_beta(gb), key="gamma-beta")
-
-pieces.notice_box(
+notes = pieces.Notes(
     "What to notice",
     f"""
 - **The overlay is exact.** At eps = 0 the BN outputs for W and aW agree to about 1e-15, the
@@ -317,6 +326,10 @@ pieces.notice_box(
   algebra, whatever explains BN's speed-up.
 """,
 )
+with notes.beside():
+    pieces.chart(figs.gamma_beta(gb), key="gamma-beta")
+
+notes.box()
 with st.expander("Formulas"):
     pieces.formulas(
         r"\mathrm{BN}(x) = \gamma\,\frac{x-\mu_B}{\sqrt{\sigma_B^2+\epsilon}} + \beta,\qquad "

@@ -90,7 +90,7 @@ def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
     try:
         shipped = experiment.shipped_name(cfg)
         if shipped is not None and assets.exists(shipped):
-            return assets.load(shipped)
+            return assets.load(shipped, experiment.decode)
         return _cached_run(experiment.name, config_key(cfg), experiment, cfg)
     except ValueError as err:
         pieces.cannot_run(err)
@@ -108,15 +108,17 @@ def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
 def _cached_figure(
     key: str, builder: str, args_json: str, _build: Callable[..., Any], _result: Any
 ) -> Any:
-    return _build(_result, *json.loads(args_json))
+    args, kwargs = json.loads(args_json)
+    return _build(_result, *args, **kwargs)
 
 
-def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any) -> Any:
-    """``build(result, *args)``, built once per server for a (config, view) and shared.
+def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``build(result, *args, **kwargs)``, built once per server for a (config, view), shared.
 
     Figures are pure functions of a run (itself a function of its config) and the view
     arguments. Building the animated ones takes longer than a rerun may, so they are kept,
     unpickled (cache_resource), keyed by the config rather than by the run's bulky arrays.
     """
     name = f"{build.__module__}.{build.__qualname__}"
-    return _cached_figure(config_key(cfg), name, json.dumps(args), build, result)
+    view = json.dumps([args, kwargs], sort_keys=True)
+    return _cached_figure(config_key(cfg), name, view, build, result)

@@ -14,8 +14,8 @@ from typing import Any
 
 import streamlit as st
 
+from bnviz.app import present
 from bnviz.app.controls import Control, encode_query, fmt_number, read_query
-from bnviz.app.pieces import as_code
 
 CHOICE_LOOKS = {"select": "selectbox", "segmented": "segmented_control", "radio": "radio"}
 
@@ -105,7 +105,7 @@ def page_controls(
         if notices:
             st.warning(
                 "Some settings in this link could not be used, so defaults stand in:\n\n"
-                + "\n".join(f"- {as_code(n)}" for n in notices),
+                + "\n".join(f"- {n}" for n in notices),
                 icon=":material/link_off:",
             )
     if presets:
@@ -126,7 +126,7 @@ def page_controls(
         if key not in st.session_state:
             st.session_state[key] = c.default
         values[c.name] = draw(c, key, box) if c.where == "sidebar" else st.session_state[key]
-    st.query_params.from_dict(encode_query(controls, values))
+    st.query_params.from_dict({**encode_query(controls, values), **present.query()})
     return values
 
 

@@ -96,7 +96,10 @@ def _template() -> go.layout.Template:
 TEMPLATE = _template()
 
 
-TITLE_WIDTH = 58  # characters on one title line: a chart in half a wide page holds about this
+# characters on one title line: a chart in half the page holds about 44 on a 1280-pixel
+# projector with the sidebar open; one across the page about twice that
+TITLE_WIDTH = 44
+TITLE_WIDTH_WIDE = 88
 TITLE_LINE = 22  # pixels a second title line takes
 
 
@@ -112,14 +115,15 @@ def wrap_title(title: str, width: int = TITLE_WIDTH) -> tuple[str, int]:
     return "<br>".join(lines), len(lines)
 
 
-def styled(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
-    """Apply the house template, a title and a height; returns the same figure.
+def styled(fig: go.Figure, title: str, height: int = HEIGHT, wide: bool = False) -> go.Figure:
+    """Apply the house template, a title and a height; returns the same figure. ``wide``: the
+    chart spans the page (its title may run twice as long before it wraps).
 
     The title and the legend stack in the top margin at fixed pixel offsets (legends in the
     plot area would cover data, and above the panels they would collide with panel titles);
     a title that needs a second line pushes the legend and the panels down by one line.
     """
-    text, lines = wrap_title(title)
+    text, lines = wrap_title(title, TITLE_WIDTH_WIDE if wide else TITLE_WIDTH)
     extra = TITLE_LINE * (lines - 1)
     top = fig.layout.margin.t if fig.layout.margin.t is not None else MARGIN["t"]
     fig.update_layout(
@@ -135,3 +139,43 @@ def styled(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
         legend={"y": 1.0 - (44.0 + extra) / (height + extra)},
     )
     return fig
+
+
+def projected(fig: go.Figure, scale: float) -> go.Figure:
+    """A copy of a styled figure with its type ``scale`` times larger, for a projector: fonts,
+    the top and bottom margins, and the title's and the legend's pixel offsets grow; the plot
+    area keeps its height. The figure itself is left alone (figures are cached and shared)."""
+    out = go.Figure(fig)
+    if (out.layout.meta or {}).get("projected"):
+        return out
+    layout = out.layout
+    height = layout.height or HEIGHT
+    top = layout.margin.t if layout.margin.t is not None else MARGIN["t"]
+    bottom = layout.margin.b if layout.margin.b is not None else MARGIN["b"]
+    new_height = height + (scale - 1) * (top + bottom)
+
+    def from_top(y: float | None, default: float) -> float:
+        """A container y (fraction from the bottom) at ``scale`` times its distance from the top."""
+        y = default if y is None else y
+        return 1.0 - (1.0 - y) * height * scale / new_height
+
+    base = layout.font.size or FONT_SIZE
+    out.update_layout(
+        font={"size": round(base * scale)},
+        height=round(new_height),
+        margin={"t": round(top * scale), "b": round(bottom * scale)},
+        title={"font": {"size": round((layout.title.font.size or base + 4) * scale)}},
+        meta={"projected": True},
+    )
+    if layout.title.yref == "container":
+        out.update_layout(title={"y": from_top(layout.title.y, 1.0)})
+    if layout.legend.yref == "container":
+        out.update_layout(legend={"y": from_top(layout.legend.y, 1.0)})
+    for a in out.layout.annotations:
+        if a.font.size:
+            a.font.size = round(a.font.size * scale)
+    for trace in out.data:
+        font = getattr(trace, "textfont", None)
+        if font is not None and font.size:
+            trace.textfont.size = round(font.size * scale)
+    return out
