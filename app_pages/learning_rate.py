@@ -141,8 +141,9 @@ if result is not None:
 st.subheader("Stability map: learning rate x initial weight scale")
 st.markdown(
     "How a net is initialized matters as much as its rate. Each cell is one run, colored by "
-    "its final test accuracy; the initial weights are the paper's small Gaussian (std 0.01) "
-    "times the scale on the left, so 10 is std 0.1 and 100 is std 1."
+    "its final test accuracy; ○ marks a run that stalled, ✕ one that diverged. The initial "
+    "weights are the paper's small Gaussian (std 0.01) times the scale on the left, so 10 is "
+    "std 0.1 and 100 is std 1."
 )
 grid_result = run.run_experiment(lr.EXPERIMENT, grid_cfg)
 if grid_result is not None:

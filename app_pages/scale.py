@@ -161,11 +161,20 @@ cols[3].metric(
     help="Least-squares slope of log ‖∂L/∂(aW)‖ against log a over a = 0.01 … 100.",
 )
 pieces.chart(figs.outputs_overlay(ident), key="overlay")
+pieces.chart(figs.input_gradients(ident), key="du")
 left, right = st.columns(2)
 with left:
-    pieces.chart(figs.input_gradients(ident), key="du")
-with right:
     pieces.chart(figs.gradient_law(ident), key="law")
+right.markdown(
+    """
+**Why larger weights get smaller gradients.** Scale W by a and BN's output does not move, so
+neither does the loss: L(aW) = L(W). Differentiate both sides with respect to W: a · ∂L/∂(aW) =
+∂L/∂W. The gradient of the scaled weights is **1/a** times the original: the straight line of
+slope −1 on the left. The gradient at the input, ∂L/∂u, does not change at all (above), so the
+layers below see exactly the same signal whatever the scale of W. Without BN (orange) scaling
+W scales what the next layer receives and changes the loss and every gradient.
+"""
+)
 if ident.bn_grad_vanishes:
     st.info(
         "With a batch of 2 and eps = 0, BN turns any two different values into −1 and +1, so "
@@ -186,18 +195,11 @@ orthogonal_note = (
 )
 st.markdown(
     f"""
-**Why larger weights get smaller gradients.** Scale W by a and BN's output does not move, so
-neither does the loss: L(aW) = L(W). Differentiate both sides with respect to W: a · ∂L/∂(aW) =
-∂L/∂W. The gradient of the scaled weights is **1/a** times the original: the straight line of
-slope −1 above. The gradient at the input, ∂L/∂u, does not change at all, so the layers below
-see exactly the same signal whatever the scale of W. Without BN (orange) scaling W scales
-what the next layer receives and changes the loss and every gradient.
-
 **Why the gradient is orthogonal to W.** L(aW) = L(W) for all a means moving W along itself
 changes nothing: W · ∂L/∂W = 0 (measured here: cos(W, ∂L/∂W) = {ident.cos_w_grad:.1e},
 {orthogonal_note}). So a gradient step W − lr·g (g = ∂L/∂W) is the hypotenuse of a right
-triangle, ‖W − lr·g‖² = ‖W‖² + lr²‖g‖²: plain SGD can only make ‖W‖ grow. Part 2 shows it in a real
-training run.
+triangle, ‖W − lr·g‖² = ‖W‖² + lr²‖g‖²: plain SGD can only make ‖W‖ grow. Part 2 shows it
+in a real training run.
 
 **Why the bias before BN is redundant.** BN subtracts the batch mean, and a bias b shifts every
 example of a unit by the same amount, so BN(Wu + b) = BN(Wu) (measured here: max difference

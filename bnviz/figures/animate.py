@@ -298,4 +298,5 @@ def histograms_over_training(
         fig,
         f"Layer {layer} {style.label(site, act)} over training: {common.versus(runs)}",
         style.HEIGHT_ANIMATED,
+        wide=True,
     )

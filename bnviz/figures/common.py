@@ -209,11 +209,10 @@ def step_axis(fig: go.Figure, runs: Iterable[History], title: bool = True, **whe
     end = max(h.config.steps for h in runs)
     if title:
         fig.update_xaxes(title_text="training step", **where)
+    # autorange clipped to the run, not a fixed range: plotly.js sends matched y axes astray
+    # (to [0, 4]) when a matched x axis has one
     fig.update_xaxes(
-        range=[0, end],
-        autorange=False,
-        tickformat="~s",
-        **where,
+        tickformat="~s", autorangeoptions={"minallowed": 0, "maxallowed": end}, **where
     )
 
 
@@ -241,7 +240,7 @@ def accuracy_curves(runs: Sequence[History], title: str | None = None) -> go.Fig
         mark_divergence(fig, h, steps, acc)
     step_axis(fig, runs)
     fig.update_yaxes(title_text="test accuracy", range=[0.0, 1.02], tickformat=".0%")
-    return style.styled(fig, title or f"Test accuracy over training: {versus(runs)}")
+    return style.styled(fig, title or f"Test accuracy: {versus(runs)}")
 
 
 def smooth_loss(loss: Array, window: int) -> Array:
@@ -354,7 +353,8 @@ def per_layer(
         shared_yaxes=("rows" if len(rows) > 1 else "all") if shared_y else False,
         shared_xaxes="all",
         subplot_titles=titles,
-        horizontal_spacing=0.04 if len(rows) == 1 else 0.05,
+        # panels with their own y axes need room for their tick labels
+        horizontal_spacing=(0.04 if shared_y else 0.07) if len(rows) == 1 else 0.06,
         vertical_spacing=(0.16 if grid_rows > 1 else 0.1) if len(rows) == 1 else 0.09,
     )
     shown: set[str] = set()
@@ -402,4 +402,4 @@ def per_layer(
     if nticks:
         fig.update_xaxes(nticks=nticks)
     height = max(style.HEIGHT, 120 + 300 * grid_rows) if len(rows) == 1 else 150 + 280 * grid_rows
-    return style.styled(fig, title, height)
+    return style.styled(fig, title, height, wide=True)

@@ -128,6 +128,7 @@ def ridge(
         fig,
         f"Layer {layer} {style.label(site, act)}, every recorded step at once",
         560,
+        wide=True,
     )
 
 
@@ -160,7 +161,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
         raise ValueError(f"unit must be in 0..{n_units - 1}; got {unit!r}")
     lo, _, hi = (round(p * 100) for p in UNIT_LEVELS)
     lo_name, hi_name = f"{lo}th percentile", f"{hi}th percentile"
-    band_name = f"{lo}th–{hi}th percentile"
+    band_name = f"{lo}th–{hi}th"
     fig = make_subplots(
         rows=1,
         cols=len(runs),
@@ -192,7 +193,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
                 line={"color": color, "width": 0.8},
                 fill="tonexty",
                 fillcolor=style.rgba(color, 0.25),
-                name=f"{h.label} {band_name}",
+                name=f"{h.label}: {band_name}",
                 hovertemplate=f"step %{{x}}<br>{lo_name} %{{y:.3f}}<extra>{h.label}</extra>",
                 **shared,
             ),
@@ -203,7 +204,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
             go.Scatter(
                 y=pct[:, 1],
                 line={"color": color, "width": 2.5},
-                name=f"{h.label} median",
+                name=f"{h.label}: median",
                 hovertemplate=f"step %{{x}}<br>median %{{y:.3f}}<extra>{h.label}</extra>",
                 **shared,
             ),
@@ -215,8 +216,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
     fig.update_yaxes(title_text=f"{style.label('act_in', act)} of unit {unit}", row=1, col=1)
     return style.styled(
         fig,
-        f"One unit's {style.label('act_in', act)} (layer {layer}, unit {unit}): "
-        f"{lo}th, 50th and {hi}th percentiles over training",
+        f"Layer {layer}, unit {unit}: {lo}th, 50th and {hi}th percentiles",
     )
 
 
@@ -316,6 +316,4 @@ def mean_std_over_time(runs: Runs, layer: int, site: str = "act_in") -> go.Figur
     common.step_axis(fig, runs)
     fig.update_yaxes(title_text=common.where_label(site, act, layer), row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    return style.styled(
-        fig, f"Layer {layer} {style.label(site, act)}: mean and spread over training"
-    )
+    return style.styled(fig, f"Layer {layer} {style.label(site, act)}: mean and spread")

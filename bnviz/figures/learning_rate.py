@@ -20,6 +20,7 @@ from bnviz.train import Twins
 Array = np.ndarray
 ACC_SCALE = "Viridis"  # sequential and readable in grayscale; not the runs' own colors
 DIVERGED_FILL = style.rgba(style.ACCENT, 0.85)
+STALLED_MARK, DIVERGED_MARK = "○", "✕"
 GRID_LINE = "#BBBBBB"  # the edge between an axis and its "diverged" band
 
 
@@ -204,7 +205,8 @@ def stability_map(result: GridResult) -> go.Figure:
         div_at = result.cell(o, "diverged_at")
         loss = result.cell(o, "final_loss")
         pct = np.char.mod("%.0f%%", np.nan_to_num(acc) * 100)
-        text = np.where(ends == "stalled", np.char.add(pct, "<br>stalled"), pct)
+        # the sweep's marks, as words do not fit a cell on a projector: ○ stalled, ✕ diverged
+        text = np.where(ends == "stalled", np.char.add(pct, f"<br>{STALLED_MARK}"), pct)
         text = np.where(ends == "diverged", "", text)
         hover = [
             [
@@ -254,7 +256,7 @@ def stability_map(result: GridResult) -> go.Figure:
                     z=np.where(ends == "diverged", 1.0, np.nan).tolist(),
                     colorscale=[[0, DIVERGED_FILL], [1, DIVERGED_FILL]],
                     showscale=False,
-                    text=np.where(ends == "diverged", "diverged", "").tolist(),
+                    text=np.where(ends == "diverged", DIVERGED_MARK, "").tolist(),
                     texttemplate="%{text}",
                     textfont={"color": "white", "size": style.FONT_SIZE - 2},
                     customdata=hover,

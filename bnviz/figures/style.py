@@ -24,7 +24,7 @@ RUN_DASH = {"plain": "dash", "BN": "solid", "LN": "solid", "GN": "solid"}
 
 FONT_FAMILY = "Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif"
 FONT_SIZE = 14
-MARGIN = {"l": 60, "r": 20, "t": 105, "b": 55}  # top: title, legend under it, panel titles
+MARGIN = {"l": 72, "r": 20, "t": 105, "b": 55}  # top: title, legend under it, panel titles
 HEIGHT = 440  # one row of panels on a wide page
 HEIGHT_ANIMATED = 520  # room for the slider and the play button under the panels
 
@@ -74,12 +74,15 @@ def _template() -> go.layout.Template:
     t = go.layout.Template(pio.templates["plotly_white"])
     t.layout.update(
         font={"family": FONT_FAMILY, "size": FONT_SIZE, "color": "#222222"},
-        title={"font": {"size": FONT_SIZE + 4}, "x": 0.0, "xanchor": "left", "xref": "paper"},
+        # from the chart's left edge, not the plot's: there a title has the chart's whole
+        # width (from the plot's edge a narrow chart cut it: "Test accuracy over trainin")
+        title={"font": {"size": FONT_SIZE + 4}, "x": 0.01, "xanchor": "left", "xref": "container"},
         colorway=[PLAIN, BN, ACCENT, MUTED],
         margin=MARGIN,
         hoverlabel={"font": {"family": FONT_FAMILY, "size": FONT_SIZE - 1}},
         legend={
             "orientation": "h",
+            "traceorder": "normal",  # grouped legends break a row at every group
             "xanchor": "left",
             "x": 0.0,
             "yanchor": "top",
@@ -115,16 +118,40 @@ def wrap_title(title: str, width: int = TITLE_WIDTH) -> tuple[str, int]:
     return "<br>".join(lines), len(lines)
 
 
+LEGEND_ROW = 24  # pixels a legend row takes
+LEGEND_WIDTH = 300  # pixels a legend row has on a half-width chart on a projector
+
+
+def legend_rows(fig: go.Figure, wide: bool = False) -> int:
+    """About how many rows the horizontal legend takes on the narrowest screen it is shown on
+    (a 1280-pixel projector), from its entries' lengths: the room kept for it above the
+    panels, so a second row does not run into the panel titles."""
+    names = []
+    for t in fig.data:
+        if t.showlegend is not False and t.name and (t.showlegend or t.name not in names):
+            names.append(t.name)
+    width = LEGEND_WIDTH * (2 if wide else 1)
+    rows, used = 1, 0.0
+    for name in names:
+        item = 45 + 7.5 * len(name)  # symbol and gap, then text at the house font size
+        if used and used + item > width:
+            rows, used = rows + 1, 0.0
+        used += item
+    return rows
+
+
 def styled(fig: go.Figure, title: str, height: int = HEIGHT, wide: bool = False) -> go.Figure:
     """Apply the house template, a title and a height; returns the same figure. ``wide``: the
     chart spans the page (its title may run twice as long before it wraps).
 
     The title and the legend stack in the top margin at fixed pixel offsets (legends in the
     plot area would cover data, and above the panels they would collide with panel titles);
-    a title that needs a second line pushes the legend and the panels down by one line.
+    a title that needs a second line pushes the legend and the panels down by one line, and a
+    legend that needs a second row pushes the panels down by one row.
     """
     text, lines = wrap_title(title, TITLE_WIDTH_WIDE if wide else TITLE_WIDTH)
-    extra = TITLE_LINE * (lines - 1)
+    title_extra = TITLE_LINE * (lines - 1)
+    extra = title_extra + LEGEND_ROW * (legend_rows(fig, wide) - 1)
     top = fig.layout.margin.t if fig.layout.margin.t is not None else MARGIN["t"]
     fig.update_layout(
         template=TEMPLATE,
@@ -136,7 +163,7 @@ def styled(fig: go.Figure, title: str, height: int = HEIGHT, wide: bool = False)
             "yanchor": "top",
             "yref": "container",
         },
-        legend={"y": 1.0 - (44.0 + extra) / (height + extra)},
+        legend={"y": 1.0 - (44.0 + title_extra) / (height + extra)},
     )
     return fig
 

@@ -377,8 +377,8 @@ def test_percentile_bands_use_the_units_own_values(twins):
     for h in twins:
         pct = h.layers[1].sites["act_in"].unit_pct[:, unit, :]
         (hi,) = named(fig, f"{h.label} 85th percentile")
-        (band,) = named(fig, f"{h.label} 15th–85th percentile")
-        (med,) = named(fig, f"{h.label} median")
+        (band,) = named(fig, f"{h.label}: 15th–85th")
+        (med,) = named(fig, f"{h.label}: median")
         np.testing.assert_allclose(hi.y, pct[:, 2])
         np.testing.assert_allclose(band.y, pct[:, 0])
         np.testing.assert_allclose(med.y, pct[:, 1])
@@ -386,10 +386,10 @@ def test_percentile_bands_use_the_units_own_values(twins):
         assert band.fill == "tonexty" and list(fig.data).index(band) == list(fig.data).index(hi) + 1
         assert med.line.color == band.line.color == style.run_color(h.label)
         assert hi.showlegend is False
-    assert named(fig, "plain median")[0].xaxis == "x" and named(fig, "BN median")[0].xaxis == "x2"
+    assert named(fig, "plain: median")[0].xaxis == "x" and named(fig, "BN: median")[0].xaxis == "x2"
     assert fig.layout.yaxis2.matches == "y"  # one y scale, so stability compares by eye
     other = drift.percentile_bands(twins, 2, unit + 1)
-    assert not np.allclose(named(other, "plain median")[0].y, named(fig, "plain median")[0].y)
+    assert not np.allclose(named(other, "plain: median")[0].y, named(fig, "plain: median")[0].y)
 
 
 def test_typical_unit_is_the_median_mover(twins):
@@ -402,7 +402,7 @@ def test_typical_unit_is_the_median_mover(twins):
     assert f"unit {u}" in fig.layout.title.text
     for h in twins:
         np.testing.assert_allclose(
-            named(fig, f"{h.label} median")[0].y, h.layers[1].sites["act_in"].unit_pct[:, u, 1]
+            named(fig, f"{h.label}: median")[0].y, h.layers[1].sites["act_in"].unit_pct[:, u, 1]
         )
 
 
@@ -483,7 +483,7 @@ def test_drift_over_time(twins, metric):
     # the others to a line at 0
     assert fig.layout.yaxis2.matches is None
     assert fig.layout.yaxis.title.text == drift.METRICS[metric]
-    assert fig.layout.xaxis.range == (0, twins.plain.config.steps)
+    assert fig.layout.xaxis.autorangeoptions.maxallowed == twins.plain.config.steps
     bn_only = drift.drift_over_time(twins, site="bn_in")
     assert [d.name for d in bn_only.data] == ["BN", "BN"]
 

@@ -357,7 +357,11 @@ def test_stability_map_cells_equal_the_runs(grid_result):
         np.testing.assert_array_equal(np.isnan(z), g.cell(o, "diverged"))
         np.testing.assert_allclose(z[~np.isnan(z)], acc[~np.isnan(acc)])
     (overlay,) = [t for t in fig.data if t.name == "plain diverged"]
-    assert overlay.text[1][1] == "diverged" and overlay.text[0][0] == ""
+    assert overlay.text[1][1] == figs.DIVERGED_MARK and overlay.text[0][0] == ""
+    cells = maps[0].text
+    for r, row in enumerate(g.cell(g.plain, "outcome")):
+        for c, ended in enumerate(row):  # every stalled cell is marked, no learned one is
+            assert (figs.STALLED_MARK in cells[r][c]) == (ended == "stalled")
     assert "diverged at step 16" in overlay.customdata[1][1]
     assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"
 
