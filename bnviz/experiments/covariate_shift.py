@@ -137,6 +137,7 @@ class ShiftView:
     y_test: Array
     x_shifted: Array  # (n_test, 2)
     acc: dict[str, tuple[float, float]]  # mode -> (original, shifted)
+    predicted: dict[str, Array]  # mode -> predicted class of each shifted test point
     hidden: dict[str, tuple[Array, Array]]  # mode -> layer input (original, shifted), (n, D)
     grid: tuple[Array, Array]  # (GRID,) x1 and x2 of the decision-region grid
     regions: dict[str, Array]  # "plain", "BN" -> (GRID, GRID) predicted class (eval mode)
@@ -165,11 +166,12 @@ def _shifted(twins: Twins, dx: float, angle: float, scale: float, layer: int, gr
     model_of = {"plain": nets["plain"], MODES[1]: nets["BN"], MODES[2]: nets["BN"]}
     x, y = np.asarray(data.x_test, dtype=np.float64), data.y_test
     xs = transform(x, dx, angle, scale)
-    acc, hidden = {}, {}
+    acc, hidden, predicted = {}, {}, {}
     for mode, model in model_of.items():
         lo, to = forward(model, x, mode)
         ls, ts = forward(model, xs, mode)
         acc[mode] = (accuracy(lo, y), accuracy(ls, y))
+        predicted[mode] = np.argmax(ls, axis=1)
         hidden[mode] = (act_input(model, to, layer), act_input(model, ts, layer))
     pts = np.concatenate([np.asarray(data.x_train), xs])
     lo_, hi_ = pts.min(axis=0), pts.max(axis=0)
@@ -200,6 +202,7 @@ def _shifted(twins: Twins, dx: float, angle: float, scale: float, layer: int, gr
         y_test=y,
         x_shifted=xs,
         acc=acc,
+        predicted=predicted,
         hidden=hidden,
         grid=(g1, g2),
         regions=regions,
