@@ -189,7 +189,9 @@ def _sweep(trace: batch_trace.BatchTrace, steps: Array, pop_mean: Array, pop_var
     return Sweep(np.array(MOMENTA), *(np.stack(v) for v in zip(*by_f, strict=True)), cumulative)
 
 
-def correction(model: MLP, x: Array, seed: int = 0, passes: int = CORRECTION_PASSES) -> Correction:
+def correction(
+    model: MLP, x: Array, seed: int = 0, sizes=CORRECTION_SIZES, passes: int = CORRECTION_PASSES
+) -> Correction:
     """The m/(m-1) correction measured on hidden layer 1, whose BN input z = W x does not depend
     on the batch: there the exact expectation is known (``Correction.expected``). Each size
     averages ``passes`` shuffled passes of disjoint batches over the training split."""
@@ -199,14 +201,14 @@ def correction(model: MLP, x: Array, seed: int = 0, passes: int = CORRECTION_PAS
     ok = full > 0
     rng = np.random.default_rng([seed, 22])
     biased = []
-    for m in CORRECTION_SIZES:
+    sizes = np.array(sorted({int(v) for v in sizes}))
+    for m in sizes:
         ratios = []
         for _ in range(passes):
             rows = rng.permutation(n)[: n // m * m].reshape(n // m, m)
             var = z[rows].var(axis=1)  # (batches, D): sigma_B^2 of every batch, as BN has it
             ratios.append(np.mean(var.mean(axis=0)[ok] / full[ok]))
         biased.append(np.mean(ratios))
-    sizes = np.array(CORRECTION_SIZES)
     biased = np.array(biased)
     return Correction(sizes, biased, biased * sizes / (sizes - 1), n)
 
@@ -228,7 +230,8 @@ def run(
     data = load_data(train_cfg)
     with single_threaded_blas():
         model = trained_model(h)
-        corr = correction(model, np.asarray(data.x_train, dtype=np.float64), cfg.seed)
+        x = np.asarray(data.x_train, dtype=np.float64)
+        corr = correction(model, x, cfg.seed, (*CORRECTION_SIZES, cfg.batch_size))
         sweep = _sweep(trace, steps, pm, pv)
     return InferenceResult(
         config=cfg,
