@@ -1,6 +1,7 @@
 """Lesson: covariate shift and batches. A trained net meets moved inputs; two batches reach
 one hidden layer; class-sorted batches against shuffled ones; how noisy batch statistics are."""
 
+import numpy as np
 import streamlit as st
 
 from bnviz.app import pieces, run, widgets
@@ -36,7 +37,7 @@ D = dict(
     pair_layer=1,
     guess="unsure",
     reveal=False,
-    window=100,
+    window=40,
     stat_layer=1,
     stat_unit=0,
     noise_layer=1,
@@ -284,11 +285,12 @@ for col, mode in zip(cols, cs.MODES, strict=True):
         help=f"On the moved test points; {pct(before)} on the test points as they are.",
     )
 pieces.chart(figs.decision_regions(view), key="regions")
-left, right = st.columns(2)
-with left:
-    pieces.chart(figs.accuracy_vs_shift(view), key="shift-curves")
-with right:
-    pieces.chart(figs.hidden_shift(view), key="shift-hidden")
+pieces.chart(figs.accuracy_vs_shift(view), key="shift-curves")
+pieces.chart(figs.hidden_shift(view), key="shift-hidden")
+st.caption(
+    "Moved: how far each unit's mean moved, in units of that unit's standard deviation on the "
+    "test points as they are, averaged over the layer's units."
+)
 curves = view.curves
 flat = {
     name: float(curves[name][1][cs.MODES[2]].max() - curves[name][1][cs.MODES[2]].min())
@@ -351,6 +353,7 @@ for col, mode in zip(cols, cs.MODES, strict=True):
     )
 pieces.chart(figs.pair_histograms(pair), key="pair-hist")
 pieces.chart(figs.unit_means(pair), key="pair-means")
+st.caption("Mean gap: the mean over units of |mean over A − mean over B|.")
 gap = {mode: pair.mean_gap(mode) for mode in cs.MODES}
 bn_acc = pair.acc[cs.MODES[2]]
 eval_acc = pair.acc[cs.MODES[1]]
@@ -430,6 +433,28 @@ else:
         else (" You predicted it." if said[guess] else " Not what you predicted.")
     )
     diag = result.diagnosis["BN class-sorted"]
+    half = batches_cfg.steps // 2
+    bn_loss = float(np.nanmean(arms["BN class-sorted"].loss[half:]))
+    plain_loss = float(np.nanmean(arms["plain class-sorted"].loss[half:]))
+    chance = float(np.log(10))
+    if diag.eval_recalibrated > diag.eval_running + 0.05:
+        blame = (
+            "Recalibrating helps: much of the damage is in the running averages, which "
+            "remember mostly the last few digits."
+        )
+    elif bn_loss > 0.8 * chance:
+        blame = (
+            "Recalibrating does not help, so the fault is in the weights, not in the running "
+            "averages: the net never learned to tell the digits apart (its training loss stayed "
+            "near chance)."
+        )
+    else:
+        blame = (
+            "Recalibrating does not help, so the fault is in the weights, not in the running "
+            "averages: the net fitted its one-digit training batches (loss "
+            f"{bn_loss:.2g}) in a way that does not carry over to digits normalized with "
+            "statistics of all the digits."
+        )
     st.markdown(
         f"""
 **The answer in this run: with class-sorted batches the BN net does {verdict} the plain
@@ -442,11 +467,12 @@ training): it has drifted toward the last digit it saw and must come back. The B
 {b_bn.after_switch:.3g} against {b_bn.otherwise:.3g}.
 
 **Why BN is hit.** In training BN normalizes every one-digit batch with that batch's mean, and
-so removes what the digit's images share (part 2). Its statistics jump with the digit (below),
-and its running averages follow the last few digits. The trained class-sorted BN net scores
-{pct(diag.eval_running)} in eval mode; recalibrated on shuffled training batches,
-{pct(diag.eval_recalibrated)}; fed class-sorted test batches, as it was trained,
-{pct(diag.class_sorted_batches)}.
+so removes what the digit's images share (part 2); its statistics jump with the digit (below).
+Over the second half of training the BN net's loss averaged {bn_loss:.2f}, against
+ln 10 = {chance:.2f} for a uniform guess, and the plain net's {plain_loss:.2f}. The trained
+class-sorted BN net scores {pct(diag.eval_running)} in eval mode; with its statistics
+recalibrated on shuffled training batches, {pct(diag.eval_recalibrated)}; fed class-sorted test
+batches, as it was trained, {pct(diag.class_sorted_batches)}. {blame}
 """
     )
     c1, c2, c3 = st.columns([2, 2, 3])
@@ -484,6 +510,14 @@ c3.caption(
 )
 pieces.chart(figs.noise_figure(noise, noise_layer, noise_unit), key="noise")
 m = noise.sizes
+deeper = (
+    ""
+    if noise_layer == 1
+    else f" In layer {noise_layer} the spread is {sl[0]:.3g} σ at m = {m[0]}: "
+    + ("far less" if sl[0] < 0.5 * s1[0] else "not less")
+    + " than in layer 1. There every batch's input has passed through the BN below, which "
+    "gave every unit the same batch mean β."
+)
 st.markdown(
     f"""
 A batch mean of m examples scatters around the population mean by σ/√m, and by
@@ -507,9 +541,9 @@ pieces.notice_box(
 - **A batch is a sample, and BN trusts it.** In train mode BN sets every unit's mean over the
   batch to β and its spread to γ. A mixed batch is a fair sample and nothing is lost; a batch
   of one digit is not, and BN erases what its images share.
-- **Batch order matters more with BN.** Class-sorted batches make every net bounce, but BN's
-  batch statistics (μ_B, σ_B) themselves jump from digit to digit, and its running averages
-  follow the last digits seen.
+- **Batch order matters to BN.** With class-sorted batches training bounces from digit to
+  digit, and BN's batch statistics (μ_B, σ_B) jump with it: part 3 measures how much, and
+  what it does to each net's accuracy.
 - **The noise of μ_B falls as 1/√m.** Halve the batch and BN's statistics get √2 noisier.
 """,
 )

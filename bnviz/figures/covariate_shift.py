@@ -49,6 +49,11 @@ MODE_NAMES = {
     "BN, eval mode": "BN, eval mode (running statistics)",
     "BN, batch statistics": "BN with the batch's own statistics",
 }
+SHORT = {
+    "plain": "plain",
+    "BN, eval mode": "BN, eval mode",
+    "BN, batch statistics": "BN, own statistics",
+}
 UNITS = {"translate": "shift along x1", "rotate": "rotation (degrees)", "rescale": "scale"}
 BINS = 40
 
@@ -220,7 +225,7 @@ def accuracy_vs_shift(view: ShiftView) -> go.Figure:
             fig.update_xaxes(type="log", tickvals=[0.25, 0.5, 1, 2, 4], row=1, col=col)
         fig.update_xaxes(title_text=UNITS[name], row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.03], tickformat=".0%", row=1, col=1)
-    return style.styled(fig, "Test accuracy as the test points move (each transform alone)")
+    return style.styled(fig, "Accuracy as the test points move (each transform alone)")
 
 
 def hidden_shift(view: ShiftView) -> go.Figure:
@@ -230,7 +235,7 @@ def hidden_shift(view: ShiftView) -> go.Figure:
         rows=1,
         cols=3,
         horizontal_spacing=0.06,
-        subplot_titles=[f"{MODE_NAMES[m]}: moved {view.moved(m):.2f} std" for m in MODES],
+        subplot_titles=[f"{SHORT[m]}: moved {view.moved(m):.2f} sd" for m in MODES],
     )
     for col, mode in enumerate(MODES, 1):
         before, after = view.hidden[mode]
@@ -239,13 +244,10 @@ def hidden_shift(view: ShiftView) -> go.Figure:
               col == 1, group="shifted")  # fmt: skip
         _bars(fig, before, edges, style.MUTED, "test points as they are", 1, col, col == 1,
               outline=True, group="orig")  # fmt: skip
-        fig.update_xaxes(title_text=f"tanh input, hidden layer {view.layer}", row=1, col=col)
-    fig.update_yaxes(title_text="share of values (all units)", tickformat=".0%", row=1, col=1)
-    return style.styled(
-        fig,
-        f"Hidden layer {view.layer}'s input moves with the input (moved: mean over units of "
-        "|change of the unit's mean| / its std)",
-    )
+        fig.update_xaxes(title_text=f"tanh input, layer {view.layer}", row=1, col=col)
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_yaxes(title_text="share of values (all units)", row=1, col=1)
+    return style.styled(fig, f"Hidden layer {view.layer}'s input moves with the input")
 
 
 # --------------------------------------------------------------------------- part 2: two batches
@@ -266,8 +268,9 @@ def batch_images(pair: Pair, n: int = 8) -> go.Figure:
                 go.Heatmap(
                     z=np.round(images[c].reshape(8, 8)[::-1], 3).tolist(),
                     colorscale="Greys",
-                    zmin=-2,
-                    zmax=3,
+                    reversescale=True,
+                    zmin=-1.5,
+                    zmax=2.5,
                     showscale=False,
                     hovertemplate=f"a {labels[c]}<extra></extra>",
                 ),
@@ -275,11 +278,14 @@ def batch_images(pair: Pair, n: int = 8) -> go.Figure:
                 col=c + 1,
             )
     fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor=None)
+    fig.update_yaxes(visible=False)
+    for i in range(1, 2 * n + 1):  # square pixels
+        fig.layout[f"yaxis{'' if i == 1 else i}"].scaleanchor = f"x{'' if i == 1 else i}"
     return style.styled(
         fig,
-        f"Batch A: {batch_title(pair.a)}; batch B: {batch_title(pair.b)} (first {n} of each)",
-        height=300,
+        f"Batch A: {batch_title(pair.a)}; batch B: {batch_title(pair.b)} (the first {n} of each, "
+        "pixels standardized as the net sees them: dark is more ink than that pixel's average)",
+        height=380,
     )
 
 
@@ -291,7 +297,7 @@ def pair_histograms(pair: Pair) -> go.Figure:
         cols=3,
         horizontal_spacing=0.06,
         subplot_titles=[
-            f"{m}: A {pair.acc[m][0]:.0%} right, B {pair.acc[m][1]:.0%}" for m in MODES
+            f"{SHORT[m]}: A {pair.acc[m][0]:.0%} right, B {pair.acc[m][1]:.0%}" for m in MODES
         ],
     )
     for col, mode in enumerate(MODES, 1):
@@ -301,7 +307,8 @@ def pair_histograms(pair: Pair) -> go.Figure:
         _bars(fig, hb, edges, B_COLOR, f"batch B: {batch_title(pair.b)}", 1, col, col == 1)
         fig.update_xaxes(title_text=f"sigmoid input, layer {pair.layer}", row=1, col=col)
     fig.update_layout(barmode="overlay")
-    fig.update_yaxes(title_text="share of values (all units)", tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_yaxes(title_text="share of values (all units)", row=1, col=1)
     return style.styled(fig, f"What hidden layer {pair.layer} receives from each batch")
 
 
@@ -312,7 +319,7 @@ def unit_means(pair: Pair) -> go.Figure:
         rows=1,
         cols=3,
         horizontal_spacing=0.07,
-        subplot_titles=[f"{m}: mean gap {pair.mean_gap(m):.3g}" for m in MODES],
+        subplot_titles=[f"{SHORT[m]}: mean gap {pair.mean_gap(m):.3g}" for m in MODES],
     )
     for col, mode in enumerate(MODES, 1):
         ma, mb = pair.unit_means(mode)
@@ -348,10 +355,7 @@ def unit_means(pair: Pair) -> go.Figure:
         )
         fig.update_xaxes(title_text="unit's mean over batch A", row=1, col=col)
     fig.update_yaxes(title_text="unit's mean over batch B", row=1, col=1)
-    return style.styled(
-        fig,
-        f"Per unit of layer {pair.layer}: mean over A vs mean over B (gap: mean |difference|)",
-    )
+    return style.styled(fig, f"Each unit of layer {pair.layer}: its mean over A and over B")
 
 
 # --------------------------------------------------------------------------- part 3: batch order
@@ -375,7 +379,7 @@ def loss_by_order(result: BatchesResult, smooth: int = 1) -> go.Figure:
             y = common.smooth_loss(h.loss, smooth)
             keep = np.arange(len(y))
             fig.add_trace(
-                go.Scattergl(
+                go.Scatter(
                     x=keep,
                     y=common.rounded(y, 4),
                     mode="lines",
@@ -392,7 +396,7 @@ def loss_by_order(result: BatchesResult, smooth: int = 1) -> go.Figure:
             common.mark_divergence(fig, h, keep, y, row=1, col=col, annotate=False)
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text="training loss of the step's batch", type="log", row=1, col=1)
-    return style.styled(fig, "Training loss at every step: the class-sorted order bounces")
+    return style.styled(fig, "Training loss at every step, by batch order")
 
 
 def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
@@ -403,6 +407,7 @@ def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
     digits = result.batch_class[steps]
     fig = go.Figure()
     starts = [0] + [i for i in range(1, n) if digits[i] != digits[i - 1]] + [n]
+    label = len(starts) <= 41  # a digit over each run while there is room for it
     for a, b in zip(starts, starts[1:], strict=False):
         d = int(digits[a])
         fig.add_vrect(
@@ -410,7 +415,7 @@ def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
             x1=steps[b - 1] + 0.5,
             fillcolor=style.rgba(CLASS_COLORS[d], 0.18),
             line_width=0,
-            annotation_text=str(d),
+            annotation_text=str(d) if label else None,
             annotation_position="top",
         )
     for net in ("plain", "BN"):
@@ -434,7 +439,7 @@ def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
         )
     fig.update_xaxes(title_text="training step (shading: the digit in the step's batch)")
     fig.update_yaxes(title_text="training loss of the step's batch", type="log")
-    return style.styled(fig, f"The last {n} steps of class-sorted training, batch by batch")
+    return style.styled(fig, f"The last {n} steps of class-sorted training")
 
 
 def accuracy_by_order(result: BatchesResult) -> go.Figure:
@@ -444,9 +449,7 @@ def accuracy_by_order(result: BatchesResult) -> go.Figure:
         cols=2,
         shared_yaxes=True,
         horizontal_spacing=0.05,
-        subplot_titles=[
-            f"{title}: late {', '.join(_late(result, order))}" for order, title in ORDERS
-        ],
+        subplot_titles=[f"{order}: {', '.join(_late(result, order))}" for order, _ in ORDERS],
     )
     for col, (order, _) in enumerate(ORDERS, 1):
         for net in ("plain", "BN"):
@@ -467,7 +470,7 @@ def accuracy_by_order(result: BatchesResult) -> go.Figure:
             )
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], tickformat=".0%", row=1, col=1)
-    return style.styled(fig, "Test accuracy over training (late: mean over the last quarter)")
+    return style.styled(fig, "Test accuracy (titles: mean over the last quarter)")
 
 
 def _late(result: BatchesResult, order: str) -> list[str]:
@@ -561,11 +564,18 @@ def noise_figure(noise: Noise, layer: int, unit: int) -> go.Figure:
             row=1,
             col=1,
         )
-    fig.add_hline(y=pop, line={"color": style.MUTED, "dash": "dash"}, row=1, col=1)
-    fig.add_annotation(
-        x=1.0, xref="x domain", y=pop, text="population mean", showarrow=False,
-        xanchor="right", yanchor="bottom", font={"color": style.MUTED}, row=1, col=1,
-    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[float(noise.sizes[0]) * 0.8, float(noise.sizes[-1]) * 1.25],
+            y=[pop, pop],
+            mode="lines",
+            line={"color": style.MUTED, "dash": "dash", "width": 2},
+            name="population mean (Algorithm 2)",
+            hoverinfo="skip",
+        ),
+        row=1,
+        col=1,
+    )
     inv, exact = noise.law()
     m = noise.sizes
     fig.add_trace(
@@ -612,5 +622,14 @@ def noise_figure(noise: Noise, layer: int, unit: int) -> go.Figure:
     fig.update_xaxes(type="log", tickvals=ticks, title_text="batch size m", row=1, col=1)
     fig.update_xaxes(type="log", tickvals=ticks, title_text="batch size m", row=1, col=2)
     fig.update_yaxes(title_text=f"μ_B, layer {layer}", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="spread / population std", row=1, col=2)
+    spreads = np.concatenate([noise.spread(layer, "mu"), noise.spread(layer, "sd"), inv, exact])
+    spreads = spreads[np.isfinite(spreads) & (spreads > 0)]
+    lo, hi = (float(spreads.min()), float(spreads.max())) if spreads.size else (0.01, 1.0)
+    fig.update_yaxes(
+        type="log",
+        title_text="spread / population std",
+        tickvals=common.log_ticks(lo * 0.8, hi * 1.25),
+        row=1,
+        col=2,
+    )
     return style.styled(fig, "Batch statistics are noisy, and the noise shrinks as 1/√m")
