@@ -226,11 +226,8 @@ cols[3].metric(
     "the last step, against Algorithm 2 on the final weights.",
 )
 pieces.chart(figs.running_stats(result, est, layer, unit), key="running")
-left, right = st.columns(2)
-with left:
-    pieces.chart(figs.lag_over_training(est, layer), key="lag")
-with right:
-    pieces.chart(figs.momentum_sweep(result, f, layer), key="sweep")
+pieces.chart(figs.lag_over_training(est, layer), key="lag")
+pieces.chart(figs.momentum_sweep(result, f, layer), key="sweep")
 li = layer - 1
 first = 1 if len(est.steps) > 1 else 0
 cost = (acc.precise - acc.ema) * 100
@@ -254,7 +251,7 @@ st.markdown(
 weights move fast and an average with a long memory trails them; the cumulative average,
 which remembers every batch since step 0 equally, is still {est.cum_err[0][-1, li]:.3g}
 standard deviations off at the end. A large momentum has the opposite problem: the average is
-little more than the last few batches, as noisy as they are (right: the error against the
+little more than the last few batches, as noisy as they are (below: the error against the
 momentum has a low point in between).
 
 **The fix: Precise BN.** Freeze the trained net and average the batch statistics of many
@@ -321,7 +318,7 @@ cols[0].metric(
 cols[1].metric(
     "eval-mode forward",
     f"{fo.seconds_eval * 1e3:.2f} ms",
-    help=f"The {fo.n_rows} test digits at once, best of {fo.repeats}, measured now.",
+    help=f"All {fo.n_timed:,} training digits at once, best of {fo.repeats}, measured now.",
 )
 cols[2].metric(
     "folded, BN-free forward",

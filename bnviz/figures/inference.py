@@ -41,6 +41,26 @@ def _momentum_name(f: float) -> str:
     return f"running average, momentum {f:g} (Keras {1 - f:.6g})"
 
 
+def _span(*arrays: Array, pad: float = 0.15) -> tuple[float, float]:
+    """A y range holding the batch values and the true statistics (0.5% to 99.5%), so that the
+    averages' first steps from their initial 0 and 1 run off the chart rather than flatten it."""
+    v = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return -1.0, 1.0
+    lo, hi = (float(q) for q in np.quantile(v, [0.005, 0.995]))
+    span = max(hi - lo, 1e-6 * max(1.0, abs(hi)))
+    return lo - pad * span, hi + pad * span
+
+
+def _log_axis(fig: go.Figure, values, row: int, col: int) -> None:
+    """A log y axis with 1-2-5 labels covering ``values``."""
+    v = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in values])
+    v = v[np.isfinite(v) & (v > 0)]
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.01, 1.0)
+    fig.update_yaxes(type="log", tickvals=common.log_ticks(lo / 1.3, hi * 1.3), row=row, col=col)
+
+
 def running_stats(result: InferenceResult, est: Estimates, layer: int, unit: int) -> go.Figure:
     """One unit over training: each step's batch mean and variance, the running average at the
     chosen momentum, the cumulative average, and the statistics of the current weights."""
@@ -115,6 +135,9 @@ def running_stats(result: InferenceResult, est: Estimates, layer: int, unit: int
             row=row,
             col=1,
         )
+    for row, batch, _, _, true, _ in rows:
+        lo, hi = _span(batch, true)
+        fig.update_yaxes(range=[lo, hi], row=row, col=1)
     fig.update_yaxes(title_text=f"mean, unit {unit}", row=1, col=1)
     fig.update_yaxes(title_text=f"variance, unit {unit}", row=2, col=1)
     fig.update_xaxes(title_text="training step", row=2, col=1)
@@ -136,6 +159,8 @@ def lag_over_training(est: Estimates, layer: int) -> go.Figure:
     )
     steps = est.steps
     for col in (1, 2):
+        _log_axis(fig, [est.ema_err[col - 1][1:, layer - 1], est.cum_err[col - 1][1:, layer - 1]],
+                  1, col)  # fmt: skip
         for name, err, line in (
             (_momentum_name(est.momentum), est.ema_err, {"color": EMA, "width": 2.5}),
             ("cumulative average", est.cum_err, {"color": CUMULATIVE, "dash": "dash", "width": 2}),
@@ -156,7 +181,6 @@ def lag_over_training(est: Estimates, layer: int) -> go.Figure:
                 col=col,
             )
         fig.update_xaxes(title_text="training step", row=1, col=col)
-        fig.update_yaxes(type="log", exponentformat="power", row=1, col=col)
     fig.update_yaxes(title_text=f"error, layer {layer} (mean over units)", row=1, col=1)
     return style.styled(fig, f"How far the running statistics are from the truth, layer {layer}")
 
@@ -199,13 +223,25 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
                 row=1,
                 col=col,
             )
-        for value, dash in ((c_late[li], "dash"), (c_final[li], "dot")):
-            fig.add_hline(
-                y=float(value),
-                line={"color": CUMULATIVE, "dash": dash, "width": 1.5},
+        for value, name, dash in (
+            (c_late[li], "second half of training", "dash"),
+            (c_final[li], "at the end", "dot"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=[float(sw.momenta[0]), float(sw.momenta[-1])],
+                    y=[float(value), float(value)],
+                    mode="lines",
+                    line={"color": CUMULATIVE, "dash": dash, "width": 1.5},
+                    name=f"cumulative average: {name}",
+                    legendgroup=f"cum {name}",
+                    showlegend=col == 1,
+                    hovertemplate=f"cumulative average, {name}: %{{y:.3g}}<extra></extra>",
+                ),
                 row=1,
                 col=col,
             )
+        _log_axis(fig, [late[:, li], final[:, li], [c_late[li], c_final[li]]], 1, col)
         fig.add_vline(
             x=momentum, line={"color": style.MUTED, "dash": "dot", "width": 1.5}, row=1, col=col
         )
@@ -217,13 +253,8 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
             row=1,
             col=col,
         )
-        fig.update_yaxes(type="log", exponentformat="power", row=1, col=col)
     fig.update_yaxes(title_text=f"error, layer {layer} (mean over units)", row=1, col=1)
-    return style.styled(
-        fig,
-        f"Small momentum lags, large momentum is noisy (layer {layer}; vermillion: cumulative "
-        "average)",
-    )
+    return style.styled(fig, f"Small momentum lags, large momentum is noisy (layer {layer})")
 
 
 def correction_figure(corr: Correction) -> go.Figure:
@@ -256,8 +287,9 @@ def correction_figure(corr: Correction) -> go.Figure:
                 hovertemplate="m = %{x}: %{y:.4f}<extra></extra>",
             )
         )
-    fig.update_xaxes(type="log", tickvals=[int(v) for v in m], title_text="batch size m")
-    fig.update_yaxes(title_text="÷ variance over the whole training set", range=[0.4, 1.1])
+    ticks = [int(v) for v in m if v & (v - 1) == 0]  # powers of two: the run's m may sit between
+    fig.update_xaxes(type="log", tickvals=ticks, title_text="batch size m")
+    fig.update_yaxes(title_text="ratio to the variance of all digits", range=[0.4, 1.1])
     return style.styled(fig, "Why Var[x] = m/(m−1) · E_B[σ_B²]: hidden layer 1, mean over units")
 
 
@@ -321,7 +353,8 @@ def eval_gap_figure(result: InferenceResult) -> go.Figure:
     with running statistics (eval mode), and their difference."""
     h = result.history
     gap = h.probes["eval_gap"]
-    steps = h.record_steps
+    keep = h.record_steps > 0  # a log step axis: the first records matter most here
+    steps = h.record_steps[keep]
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -335,8 +368,9 @@ def eval_gap_figure(result: InferenceResult) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=steps,
-                y=common.rounded(y, 4),
-                mode="lines",
+                y=common.rounded(np.asarray(y)[keep], 4),
+                mode="lines+markers",
+                marker={"size": 4},
                 line=line,
                 name=name,
                 hovertemplate="step %{x}: %{y:.1%}<extra>" + name + "</extra>",
@@ -345,6 +379,7 @@ def eval_gap_figure(result: InferenceResult) -> go.Figure:
             col=1,
         )
     diff = np.asarray(gap.acc_running, dtype=np.float64) - np.asarray(gap.acc_batch, np.float64)
+    diff = diff[keep]
     fig.add_trace(
         go.Scatter(
             x=steps,
@@ -362,6 +397,7 @@ def eval_gap_figure(result: InferenceResult) -> go.Figure:
     fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.02], row=1, col=1)
     lim = max(0.02, float(np.nanmax(np.abs(diff))) * 1.1) if diff.size else 0.02
     fig.update_yaxes(tickformat="+.0%", range=[-lim, lim], row=1, col=2)
-    for col in (1, 2):
-        fig.update_xaxes(title_text="training step", row=1, col=col)
+    if steps.size:
+        ticks = common.log_ticks(float(steps.min()), float(steps.max()))
+        fig.update_xaxes(type="log", tickvals=ticks, title_text="training step (log scale)")
     return style.styled(fig, "Train mode and eval mode on the same training digits")
