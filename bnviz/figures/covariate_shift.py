@@ -49,11 +49,8 @@ MODE_NAMES = {
     "BN, eval mode": "BN, eval mode (running statistics)",
     "BN, batch statistics": "BN with the batch's own statistics",
 }
-SHORT = {
-    "plain": "plain",
-    "BN, eval mode": "BN, eval mode",
-    "BN, batch statistics": "BN, own statistics",
-}
+SHORT = {"plain": "plain", "BN, eval mode": "BN, eval", "BN, batch statistics": "BN, own stats"}
+PANEL_TITLE = 14  # px: three panels' titles must fit a third of a 1280-pixel screen
 UNITS = {"translate": "shift along x1", "rotate": "rotation (degrees)", "rescale": "scale"}
 BINS = 40
 
@@ -116,8 +113,8 @@ def decision_regions(view: ShiftView) -> go.Figure:
         cols=2,
         horizontal_spacing=0.07,
         subplot_titles=[
-            f"plain: {s_plain:.0%} of the shifted test points right ({a_plain:.0%} unshifted)",
-            f"BN, eval mode: {s_bn:.0%} right ({a_bn:.0%} unshifted)",
+            f"plain: {s_plain:.0%} right ({a_plain:.0%} unmoved)",
+            f"BN, eval mode: {s_bn:.0%} right ({a_bn:.0%} unmoved)",
         ],
     )
     g1, g2 = view.grid
@@ -173,7 +170,7 @@ def decision_regions(view: ShiftView) -> go.Figure:
                             "symbol": "circle" if right else "x",
                             "line": {"width": 1, "color": "#222222"},
                         },
-                        name=f"shifted test point, class {c}" + ("" if right else " (wrong)"),
+                        name=f"moved test point, class {c}" + ("" if right else ", wrong"),
                         legendgroup=f"c{c}{right}",
                         showlegend=col == 1,
                         hovertemplate=f"class {c}<extra></extra>",
@@ -184,10 +181,11 @@ def decision_regions(view: ShiftView) -> go.Figure:
         fig.update_xaxes(title_text="x1", range=[float(g1[0]), float(g1[-1])], row=1, col=col)
         fig.update_yaxes(range=[float(g2[0]), float(g2[-1])], row=1, col=col)
     fig.update_yaxes(title_text="x2", row=1, col=1)
+    fig.update_layout(margin={"t": 135})  # a legend of two rows on a small screen
     return style.styled(
         fig,
-        f"Test points moved (shift {view.dx:g}, rotation {view.angle:g}°, scale {view.scale:g}) "
-        "over what each net learned",
+        f"The test points moved (shift {view.dx:g}, rotation {view.angle:g}°, scale "
+        f"{view.scale:g}), on each net's decision regions",
         height=560,
     )
 
@@ -199,7 +197,7 @@ def accuracy_vs_shift(view: ShiftView) -> go.Figure:
         rows=1,
         cols=3,
         horizontal_spacing=0.06,
-        subplot_titles=[f"{name}: {UNITS[name]}" for name in TRANSFORMS],
+        subplot_titles=list(TRANSFORMS),
         shared_yaxes=True,
     )
     for col, (name, (amounts, accs)) in enumerate(view.curves.items(), 1):
@@ -237,6 +235,7 @@ def hidden_shift(view: ShiftView) -> go.Figure:
         horizontal_spacing=0.06,
         subplot_titles=[f"{SHORT[m]}: moved {view.moved(m):.2f} sd" for m in MODES],
     )
+    fig.update_annotations(font={"size": PANEL_TITLE})
     for col, mode in enumerate(MODES, 1):
         before, after = view.hidden[mode]
         edges = _edges(before, after)
@@ -297,9 +296,10 @@ def pair_histograms(pair: Pair) -> go.Figure:
         cols=3,
         horizontal_spacing=0.06,
         subplot_titles=[
-            f"{SHORT[m]}: A {pair.acc[m][0]:.0%} right, B {pair.acc[m][1]:.0%}" for m in MODES
+            f"{SHORT[m]}: A {pair.acc[m][0]:.0%}, B {pair.acc[m][1]:.0%} right" for m in MODES
         ],
     )
+    fig.update_annotations(font={"size": PANEL_TITLE})
     for col, mode in enumerate(MODES, 1):
         ha, hb = pair.hidden[mode]
         edges = _edges(ha, hb)
@@ -319,8 +319,9 @@ def unit_means(pair: Pair) -> go.Figure:
         rows=1,
         cols=3,
         horizontal_spacing=0.07,
-        subplot_titles=[f"{SHORT[m]}: mean gap {pair.mean_gap(m):.3g}" for m in MODES],
+        subplot_titles=[f"{SHORT[m]}: gap {pair.mean_gap(m):.2g}" for m in MODES],
     )
+    fig.update_annotations(font={"size": PANEL_TITLE})
     for col, mode in enumerate(MODES, 1):
         ma, mb = pair.unit_means(mode)
         lo = float(min(ma.min(), mb.min()))

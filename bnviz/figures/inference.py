@@ -215,7 +215,7 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
                     mode="lines+markers",
                     line={"color": EMA, "dash": dash, "width": 2},
                     marker={"size": 6},
-                    name=f"running average: {name}",
+                    name=f"running average, {name}",
                     legendgroup=name,
                     showlegend=col == 1,
                     hovertemplate="momentum %{x:g}: %{y:.3g}<extra>" + name + "</extra>",
@@ -224,8 +224,8 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
                 col=col,
             )
         for value, name, dash in (
-            (c_late[li], "second half of training", "dash"),
-            (c_final[li], "at the end", "dot"),
+            (c_late[li], "second half", "dash"),
+            (c_final[li], "end", "dot"),
         ):
             fig.add_trace(
                 go.Scatter(
@@ -233,7 +233,7 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
                     y=[float(value), float(value)],
                     mode="lines",
                     line={"color": CUMULATIVE, "dash": dash, "width": 1.5},
-                    name=f"cumulative average: {name}",
+                    name=f"cumulative, {name}",
                     legendgroup=f"cum {name}",
                     showlegend=col == 1,
                     hovertemplate=f"cumulative average, {name}: %{{y:.3g}}<extra></extra>",
@@ -254,7 +254,12 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
             col=col,
         )
     fig.update_yaxes(title_text=f"error, layer {layer} (mean over units)", row=1, col=1)
-    return style.styled(fig, f"Small momentum lags, large momentum is noisy (layer {layer})")
+    fig.update_layout(margin={"t": 125})  # room for a legend of two rows on a small screen
+    return style.styled(
+        fig,
+        f"Small momentum lags, large momentum is noisy (layer {layer}; second half: mean over "
+        "its records; end: the last step)",
+    )
 
 
 def correction_figure(corr: Correction) -> go.Figure:
