@@ -2,6 +2,7 @@
 current weights, BN at inference as one affine map folded into the Linear before it, and the
 classic bug of predicting with batch statistics."""
 
+import numpy as np
 import streamlit as st
 
 from bnviz.app import pieces, run, widgets
@@ -230,6 +231,20 @@ pieces.chart(figs.lag_over_training(est, layer), key="lag")
 pieces.chart(figs.momentum_sweep(result, f, layer), key="sweep")
 li = layer - 1
 first = 1 if len(est.steps) > 1 else 0
+sw = result.sweep
+best = float(sw.momenta[int(np.argmin(sw.mean_late[:, li]))])
+if best == sw.momenta[0]:
+    sweet = (
+        f"Below, in layer {layer} the smallest momentum does best over the second half: the "
+        "input of this BN layer hardly moves any more, and a long memory averages the noise away."
+    )
+elif best == sw.momenta[-1]:
+    sweet = f"Below, in layer {layer} the largest momentum does best: the lag dominates."
+else:
+    sweet = (
+        f"Below, the error of the mean over the second half of training is lowest at momentum "
+        f"{best:g} in layer {layer}: between lag and noise."
+    )
 cost = (acc.precise - acc.ema) * 100
 if abs(cost) < 0.5:
     lag_verdict = (
@@ -251,8 +266,7 @@ st.markdown(
 weights move fast and an average with a long memory trails them; the cumulative average,
 which remembers every batch since step 0 equally, is still {est.cum_err[0][-1, li]:.3g}
 standard deviations off at the end. A large momentum has the opposite problem: the average is
-little more than the last few batches, as noisy as they are (below: the error against the
-momentum has a low point in between).
+little more than the last few batches, as noisy as they are. {sweet}
 
 **The fix: Precise BN.** Freeze the trained net and average the batch statistics of many
 training batches (Algorithm 2). Test accuracy with the running average at momentum {f:g}:

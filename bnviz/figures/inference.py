@@ -257,8 +257,8 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
     fig.update_layout(margin={"t": 125})  # room for a legend of two rows on a small screen
     return style.styled(
         fig,
-        f"Small momentum lags, large momentum is noisy (layer {layer}; second half: mean over "
-        "its records; end: the last step)",
+        f"The running average's error against its momentum, layer {layer} (second half: mean "
+        "over its records; end: the last step)",
     )
 
 
