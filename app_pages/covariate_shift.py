@@ -235,6 +235,13 @@ PRESET_HELP = {
 TRAINING = ("activation", "init", "lr", "batch_size", "steps", "seed")
 
 
+def late_loss(h, start: int) -> float:
+    """Mean training loss from step ``start`` on (NaN when the run stopped before it)."""
+    loss = h.loss[start:]
+    loss = loss[np.isfinite(loss)]
+    return float(loss.mean()) if loss.size else float("nan")
+
+
 def pct(v: float) -> str:
     return f"{v:.0%}" if abs(v - round(v, 2)) < 5e-4 or v in (0.0, 1.0) else f"{v:.1%}"
 
@@ -434,8 +441,8 @@ else:
     )
     diag = result.diagnosis["BN class-sorted"]
     half = batches_cfg.steps // 2
-    bn_loss = float(np.nanmean(arms["BN class-sorted"].loss[half:]))
-    plain_loss = float(np.nanmean(arms["plain class-sorted"].loss[half:]))
+    bn_loss = late_loss(arms["BN class-sorted"], half)
+    plain_loss = late_loss(arms["plain class-sorted"], half)
     chance = float(np.log(10))
     if diag.eval_recalibrated > diag.eval_running + 0.05:
         blame = (
@@ -455,8 +462,16 @@ else:
             f"{bn_loss:.2g}) in a way that does not carry over to digits normalized with "
             "statistics of all the digits."
         )
-    st.markdown(
-        f"""
+    gone = [h for h in arms if h.diverged_at is not None]
+    if gone:
+        names = ", ".join(f"the {h.label} net (step {h.diverged_at:,})" for h in gone)
+        st.markdown(
+            f"**This run cannot answer:** {names} diverged, so its accuracy says nothing about "
+            "the batch order. Lower the learning rate."
+        )
+    else:
+        st.markdown(
+            f"""
 **The answer in this run: with class-sorted batches the BN net does {verdict} the plain
 net**: {pct(b_cs)} against {pct(p_cs)} test accuracy late in training (shuffled:
 {pct(b_sh)} and {pct(p_sh)}).{answer}
@@ -474,17 +489,18 @@ class-sorted BN net scores {pct(diag.eval_running)} in eval mode; with its stati
 recalibrated on shuffled training batches, {pct(diag.eval_recalibrated)}; fed class-sorted test
 batches, as it was trained, {pct(diag.class_sorted_batches)}. {blame}
 """
-    )
+        )
     c1, c2, c3 = st.columns([2, 2, 3])
     stat_layer = widgets.view(PAGE, BY_NAME["stat_layer"], c1)
     width = batches_cfg.base().hidden[stat_layer - 1]
     stat_unit = widgets.view(PAGE, BY_NAME["stat_unit"], c2, options=range(width))
     jumps = {label: cs.jumpiness(result, label, stat_layer) for label in result.traces}
-    c3.caption(
-        f"From one step to the next, μ_B moves by {jumps['BN class-sorted']:.3g} population "
-        f"standard deviations with class-sorted batches and {jumps['BN shuffled']:.3g} with "
-        f"shuffled ones (layer {stat_layer}, mean over units, second half of training)."
-    )
+    if all(np.isfinite(v) for v in jumps.values()):
+        c3.caption(
+            f"From one step to the next, μ_B moves by {jumps['BN class-sorted']:.3g} population "
+            f"standard deviations with class-sorted batches and {jumps['BN shuffled']:.3g} with "
+            f"shuffled ones (layer {stat_layer}, mean over units, second half of training)."
+        )
     pieces.chart(figs.batch_means(result, stat_layer, stat_unit, window), key="batch-means")
     st.markdown(
         'Ioffe & Szegedy list *"shuffle training examples more thoroughly"* among the changes '

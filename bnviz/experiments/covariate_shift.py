@@ -534,10 +534,11 @@ def jumpiness(result: BatchesResult, label: str, layer: int) -> float:
     d = result.arms[label].config.hidden[layer - 1]
     mu = trace.mean[trace.steps // 2 :, layer - 1, :d].astype(np.float64)
     sd = np.sqrt(result.diagnosis[label].pop_var[layer - 1])
-    with np.errstate(all="ignore"):
-        step = np.nanmean(np.abs(np.diff(mu, axis=0)), axis=0)
-    ok = sd > 0
-    return float(np.nanmean(step[ok] / sd[ok]))
+    step = np.abs(np.diff(mu, axis=0))
+    ok = (sd > 0) & np.isfinite(step).all(axis=0) & (len(step) > 0)
+    if not ok.any():
+        return float("nan")  # the run stopped (diverged) before the second half
+    return float(np.mean(step[:, ok].mean(axis=0) / sd[ok]))
 
 
 # --------------------------------------------------------------------------- two batches
