@@ -406,22 +406,21 @@ if not reveal:
     g2.caption("Make your prediction, then show the runs.")
 else:
     late = {h.label: cs.late_accuracy(h) for h in arms}
+    st.caption("Test accuracy late in training (eval mode):")
     cols = st.columns(4)
     for col, h in zip(cols, arms, strict=True):
         col.metric(
-            f"{h.label}: test accuracy",
+            h.label,
             pct(late[h.label]),
             help="Eval mode, mean over the records of the last quarter of training (with "
             "class-sorted batches the accuracy at one step depends on which digit came last); "
             f"{pct(h.test_acc[-1])} at the last step.",
         )
     pieces.chart(figs.loss_by_order(result), key="order-loss")
-    window = widgets.view(PAGE, BY_NAME["window"])
-    left, right = st.columns(2)
-    with left:
-        pieces.chart(figs.bounce_zoom(result, window), key="bounce")
-    with right:
-        pieces.chart(figs.accuracy_by_order(result), key="order-acc")
+    w1, _ = st.columns([2, 3])
+    window = widgets.view(PAGE, BY_NAME["window"], w1)
+    pieces.chart(figs.bounce_zoom(result, window), key="bounce")
+    pieces.chart(figs.accuracy_by_order(result), key="order-acc")
     b_plain = cs.bounce(arms["plain class-sorted"], result.batch_class)
     b_bn = cs.bounce(arms["BN class-sorted"], result.batch_class)
     p_cs, b_cs = late["plain class-sorted"], late["BN class-sorted"]

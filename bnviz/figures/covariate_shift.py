@@ -53,6 +53,7 @@ SHORT = {"plain": "plain", "BN, eval mode": "BN, eval", "BN, batch statistics": 
 PANEL_TITLE = 14  # px: three panels' titles must fit a third of a 1280-pixel screen
 UNITS = {"translate": "shift along x1", "rotate": "rotation (degrees)", "rescale": "scale"}
 BINS = 40
+LOSS_FLOOR = 1e-4  # a loss of exactly 0 (float32: the net is sure, and right) has no log
 
 
 def _hist(values: Array, edges: Array) -> Array:
@@ -382,7 +383,7 @@ def loss_by_order(result: BatchesResult, smooth: int = 1) -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=keep,
-                    y=common.rounded(y, 4),
+                    y=common.rounded(np.maximum(y, LOSS_FLOOR), 4),
                     mode="lines",
                     line=common.line(net, 1.2),
                     opacity=0.85,
@@ -396,7 +397,10 @@ def loss_by_order(result: BatchesResult, smooth: int = 1) -> go.Figure:
             )
             common.mark_divergence(fig, h, keep, y, row=1, col=col, annotate=False)
         fig.update_xaxes(title_text="training step", row=1, col=col)
-    fig.update_yaxes(title_text="training loss of the step's batch", type="log", row=1, col=1)
+    fig.update_yaxes(type="log")  # both panels: a shared axis does not share its type
+    fig.update_yaxes(
+        title_text=f"training loss (under {LOSS_FLOOR:g}: at {LOSS_FLOOR:g})", row=1, col=1
+    )
     return style.styled(fig, "Training loss at every step, by batch order")
 
 
@@ -428,7 +432,7 @@ def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
         h = result.arms[f"{net} class-sorted"]
         loss = np.full(n, np.nan)
         ok = steps < len(h.loss)
-        loss[ok] = h.loss[steps[ok]]
+        loss[ok] = np.maximum(h.loss[steps[ok]], LOSS_FLOOR)
         fig.add_trace(
             go.Scatter(
                 x=steps,
@@ -444,7 +448,9 @@ def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
             )
         )
     fig.update_xaxes(title_text="training step (shading: the digit in the step's batch)")
-    fig.update_yaxes(title_text="training loss of the step's batch", type="log")
+    fig.update_yaxes(
+        title_text=f"training loss (under {LOSS_FLOOR:g}: at {LOSS_FLOOR:g})", type="log"
+    )
     return style.styled(fig, f"The last {n} steps of class-sorted training")
 
 

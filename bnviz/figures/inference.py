@@ -295,7 +295,7 @@ def correction_figure(corr: Correction) -> go.Figure:
     ticks = [int(v) for v in m if v & (v - 1) == 0]  # powers of two: the run's m may sit between
     fig.update_xaxes(type="log", tickvals=ticks, title_text="batch size m")
     fig.update_yaxes(title_text="ratio to the variance of all digits", range=[0.4, 1.1])
-    return style.styled(fig, "Why Var[x] = m/(m−1) · E_B[σ_B²]: hidden layer 1, mean over units")
+    return style.styled(fig, "The m/(m−1) correction, hidden layer 1")
 
 
 def affine_figure(fo: Folded, layer: int) -> go.Figure:
@@ -350,7 +350,9 @@ def bug_figure(b: Bug, chance: float) -> go.Figure:
     )
     fig.update_xaxes(title_text="test accuracy", range=[0, 1.12], tickformat=".0%")
     fig.update_yaxes(autorange="reversed")
-    return style.styled(fig, "The same trained net, six ways to run BN on the test set")
+    fig = style.styled(fig, "One trained net, six ways to run BN on the test set")
+    fig.update_layout(title={"xref": "container", "x": 0.01})  # the labels push the plot right
+    return fig
 
 
 def eval_gap_figure(result: InferenceResult) -> go.Figure:

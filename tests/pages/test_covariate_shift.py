@@ -54,7 +54,7 @@ def test_the_reveal_states_the_verdict_from_the_run():
     assert "You predicted it." in text
     assert "shuffle training examples more thoroughly" in text and "1%" in text
     m = metrics(at)
-    assert m["BN class-sorted: test accuracy"] == pct(late["BN class-sorted"])
+    assert m["BN class-sorted"] == pct(late["BN class-sorted"])
     assert at.query_params["reveal"] == "1"
     titles = [chart_title(f) for f in charts(at)]
     assert any(t.startswith("BN's batch statistics, layer 1, unit 0") for t in titles)

@@ -55,7 +55,7 @@ def test_the_reveal_shows_the_collapses_with_the_runs_numbers(result):
     assert_clean(at)
     figs = charts(at)
     assert len(figs) == N_CHARTS + 1
-    (bars,) = [f for f in figs if chart_title(f).startswith("The same trained net")]
+    (bars,) = [f for f in figs if chart_title(f).startswith("One trained net")]
     b = inf.bug(result, 60)
     assert bars["data"][0]["x"] == [round(b.acc[c], 4) for c in inf.CASES]
     text = " ".join(md.value for md in at.markdown)
