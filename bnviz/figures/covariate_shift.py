@@ -397,7 +397,9 @@ def loss_by_order(result: BatchesResult, smooth: int = 1) -> go.Figure:
             )
             common.mark_divergence(fig, h, keep, y, row=1, col=col, annotate=False)
         fig.update_xaxes(title_text="training step", row=1, col=col)
-    fig.update_yaxes(type="log")  # both panels: a shared axis does not share its type
+    top = max(float(np.nanmax(h.loss)) if len(h.loss) else 1.0 for h in result.arms)
+    ticks = common.log_ticks(LOSS_FLOOR, max(top, 1.0))
+    fig.update_yaxes(type="log", tickvals=ticks)  # both panels: a shared axis keeps its own type
     fig.update_yaxes(
         title_text=f"training loss (under {LOSS_FLOOR:g}: at {LOSS_FLOOR:g})", row=1, col=1
     )
