@@ -1,0 +1,94 @@
+"""The debate lesson's default view, timed: the cap's plain runs and the four probed arms,
+through the app's worker processes (``bnviz.app.workers``), then the figures the page builds.
+
+    python bench/bench_debate.py [--repeat 3] [--server PORT]
+
+The target (issue 12): the default view (4 arms, 2,000 steps, probes every 50 steps) answers
+in under 5 s on 2 cores; a cached rerun under 0.5 s. ``--server PORT`` also times the page on a
+real ``streamlit run`` server on that port: a fresh run and cached reruns, as a browser asks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def experiment_times(repeat: int) -> None:
+    from bnviz.app import workers
+    from bnviz.experiments import debate
+    from bnviz.figures import animate, common
+    from bnviz.figures import debate as figs
+
+    workers.pool(workers.default_slots())  # the server starts them after its first view
+    print(
+        f"cores: {os.cpu_count()}, trainers: {workers.default_slots()}, "
+        f"load average: {os.getloadavg()[0]:.1f}"
+    )
+    for i in range(repeat):
+        values = dict(debate.DEFAULTS, seed=10 + i)  # a config no cache holds
+        t0 = time.perf_counter()
+        cap = debate.EXPERIMENT(debate.cap_config(values), executor=workers)
+        t1 = time.perf_counter()
+        arms = debate.EXPERIMENT(debate.configs(values, cap.landscape), executor=workers)
+        t2 = time.perf_counter()
+        step = debate.steps_of(arms)[len(debate.steps_of(arms)) // 2]
+        figures = [
+            common.loss_curves(arms),
+            common.accuracy_curves(arms),
+            animate.histograms_over_training(arms, 3),
+            figs.unit_percentiles(arms, 3),
+            figs.drift_by_arm(arms, 3),
+            figs.ics_over_training(arms),
+            figs.landscape_over_training(arms),
+            figs.step_back(arms, step),
+        ]
+        debate.findings(arms)
+        t3 = time.perf_counter()
+        print(
+            f"run {i + 1}: cap {t1 - t0:.2f} s + arms {t2 - t1:.2f} s = {t2 - t0:.2f} s to the "
+            f"result; {len(figures)} figures and the findings {t3 - t2:.2f} s; "
+            f"arm seconds {', '.join(f'{h.label} {h.seconds:.2f}' for h in arms)}"
+        )
+    workers.shutdown()
+
+
+async def page_times(url: str) -> None:
+    from tests.e2e.stclient import StreamlitSession
+
+    async with StreamlitSession(url, "debate") as s:
+        first = await s.run("seed=21")
+        print(
+            f"page, fresh run: {first.seconds:.2f} s ({first.charts} charts, "
+            f"exceptions {first.exceptions})"
+        )
+        hits = [(await s.run("seed=21")).seconds for _ in range(5)]
+        print(f"page, cached rerun: best {min(hits):.2f} s, worst {max(hits):.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--server", type=int, default=None, help="also time a server here")
+    args = parser.parse_args()
+    experiment_times(args.repeat)
+    if args.server:
+        from tests.e2e.servers import start_streamlit, stop_process
+
+        server = start_streamlit(port=args.server, trainers=2)
+        try:
+            time.sleep(15)  # the trainers warm up 10 s after the first view
+            asyncio.run(page_times(server.url))
+        finally:
+            stop_process(server.proc)
+
+
+if __name__ == "__main__":
+    main()
