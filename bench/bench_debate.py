@@ -21,6 +21,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def cpu_seconds() -> None:
+    """What the default view costs in CPU time (process time, so other load on the machine
+    does not count): each worker's share trained here in turn. On two idle cores the wall time
+    is about the larger share plus half the cap."""
+    from bnviz.experiments import debate
+
+    values = dict(debate.DEFAULTS, seed=50)
+    t = time.process_time()
+    cap = debate.EXPERIMENT(debate.cap_config(values))
+    cap_s = time.process_time() - t
+    cfg = debate.configs(values, cap.landscape)
+    shares = []
+    for group in debate.GROUPS:
+        t = time.process_time()
+        debate.train_group(cfg.base, cfg.arms(), group)
+        shares.append(time.process_time() - t)
+    words = ", ".join(
+        f"{' + '.join(g)} {s:.2f} s" for g, s in zip(debate.GROUPS, shares, strict=True)
+    )
+    print(
+        f"CPU: cap {cap_s:.2f} s; worker shares {words}; on two idle cores about "
+        f"{max(shares) + cap_s / 2:.2f} s to the result"
+    )
+
+
 def experiment_times(repeat: int) -> None:
     from bnviz.app import workers
     from bnviz.experiments import debate
@@ -61,16 +86,26 @@ def experiment_times(repeat: int) -> None:
 
 
 async def page_times(url: str) -> None:
+    """A first visit of the default view (the server's trainers start 10 s after it), then,
+    once they are up, a config nobody has run in a new session, and reruns of the default in
+    a third (served from the cache). The minimal client sends no widget states, so each
+    session stays on the view its link names only for its first reruns: the reruns ask for
+    the default view, which is what they fall back to."""
     from tests.e2e.stclient import StreamlitSession
 
     async with StreamlitSession(url, "debate") as s:
-        first = await s.run("seed=21")
+        first = await s.run("")
+        print(f"page, first visit of the server (default view): {first.seconds:.2f} s")
+    await asyncio.sleep(15)
+    async with StreamlitSession(url, "debate") as s:  # a new session reads its link
+        fresh = await s.run("seed=21")
         print(
-            f"page, fresh run: {first.seconds:.2f} s ({first.charts} charts, "
-            f"exceptions {first.exceptions})"
+            f"page, fresh run: {fresh.seconds:.2f} s ({fresh.charts} charts, first chart after "
+            f"{fresh.first_chart_s:.2f} s, exceptions {fresh.exceptions})"
         )
-        hits = [(await s.run("seed=21")).seconds for _ in range(5)]
-        print(f"page, cached rerun: best {min(hits):.2f} s, worst {max(hits):.2f} s")
+    async with StreamlitSession(url, "debate") as s:
+        hits = [(await s.run("")).seconds for _ in range(8)]
+        print(f"page, cached reruns of the default: {', '.join(f'{h:.2f}' for h in hits)} s")
 
 
 def main() -> None:
@@ -78,13 +113,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", type=int, default=None, help="also time a server here")
     args = parser.parse_args()
+    cpu_seconds()
     experiment_times(args.repeat)
     if args.server:
         from tests.e2e.servers import start_streamlit, stop_process
 
         server = start_streamlit(port=args.server, trainers=2)
         try:
-            time.sleep(15)  # the trainers warm up 10 s after the first view
             asyncio.run(page_times(server.url))
         finally:
             stop_process(server.proc)

@@ -40,6 +40,7 @@ CAP_STEPS = 300  # steps of each plain run that looks for the divergence rate
 CAP_MARGIN = 0.9  # "slightly below" the rate where the plain net diverges
 PROBES = ("ics", "landscape")
 ARMS = ("plain", "BN", "noisy BN", "plain + noise")
+GROUPS = (("noisy BN", "plain"), ("plain + noise", "BN"))  # the arms each worker trains
 NOISE = (0.25, 4.0)  # the noise strength slider (1 = the paper's constants)
 SIMILAR = 1.25  # two measures within this factor of each other are "similar"
 STALL_FRACTION = 0.9  # a final loss above this fraction of chance level: "stalled"
@@ -253,9 +254,57 @@ def run(
             steps=cfg.base.steps,
         )
     if isinstance(cfg, Debate):
-        arms = fanout.arms(cfg.base, cfg.arms(), progress, executor)
+        arms = train_arms(cfg, progress, executor)
         return Arms({h.label: replace(h, final_state={}) for h in arms})
     raise TypeError(f"not a debate experiment: {cfg!r}")
+
+
+def train_group(
+    base: TrainConfig,
+    arms: dict[str, dict],
+    labels: Sequence[str],
+    progress: Progress | None = None,
+) -> list[History]:
+    """Some of the arms, one after the other in this process, each equal to that arm of
+    ``train_arms(base, arms)`` (``fanout.train_arm``); progress counts the steps of all."""
+    out = []
+    for i, label in enumerate(labels):
+        report = None
+        if progress is not None:
+
+            def report(done: int, total: int, i: int = i) -> None:
+                progress(i * total + done, len(labels) * total)
+
+        out.append(fanout.train_arm(base, arms, label, report))
+    return out
+
+
+def train_arms(
+    cfg: Debate, progress: Progress | None = None, executor: Executor | None = None
+) -> Arms:
+    """The four arms from one start on the same batches. With an executor they train in
+    two worker processes, a plain and a noisy arm in each (the noise costs about as much again as
+    a step, so the two shares take about as long): a two-core server keeps its two warm
+    trainers busy rather than starting four processes that would share the same two cores."""
+    arms = cfg.arms()
+    if executor is None:
+        return fanout.arms(cfg.base, arms, progress)
+    steps = cfg.base.steps
+    done = [0] * len(GROUPS)
+
+    def relay(j: int, values: tuple) -> None:
+        done[j] = values[0]
+        if progress:
+            progress(sum(done) // len(ARMS), steps)
+
+    if progress:
+        progress(0, steps)
+    calls = [(train_group, (cfg.base, arms, group), {}) for group in GROUPS]
+    shares = executor.run_many(calls, relay, size=len(GROUPS))
+    if progress:
+        progress(steps, steps)
+    by_label = {h.label: h for share in shares for h in share}
+    return Arms({label: by_label[label] for label in ARMS})
 
 
 def _per_run(progress: Progress | None, n: int) -> Progress | None:
@@ -265,7 +314,7 @@ def _per_run(progress: Progress | None, n: int) -> Progress | None:
     return lambda done, total: progress(done // n, total // n)
 
 
-EXPERIMENT = Experiment("debate", run, processes=len(ARMS))
+EXPERIMENT = Experiment("debate", run, processes=len(GROUPS))
 
 
 # --------------------------------------------------------------------------- measures

@@ -82,6 +82,42 @@ def test_bad_settings_say_what_is_wrong(change, words):
         debate.configs(values)
 
 
+class HereExecutor:
+    """The executor protocol, run in this process: what the workers would return."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def run_many(self, calls, on_progress=None, size=None):
+        self.sizes.append((len(calls), size))
+        return [
+            fn(*args, progress=lambda *v, i=i: on_progress and on_progress(i, v), **kw)
+            for i, (fn, args, kw) in enumerate(calls)
+        ]
+
+    def is_running(self, size=1):
+        return True
+
+
+def test_two_workers_train_two_arms_each_and_return_what_one_process_would(small):
+    _, here = small
+    cap = debate.EXPERIMENT(debate.cap_config(SMALL))
+    executor = HereExecutor()
+    calls = []
+    arms = debate.EXPERIMENT(
+        debate.configs(SMALL, cap.landscape), lambda d, t: calls.append((d, t)), executor
+    )
+    assert (2, 2) in executor.sizes  # two calls, a pool of two
+    assert arms.labels == list(debate.ARMS)
+    for a, b in zip(arms, here, strict=True):
+        assert a.label == b.label
+        np.testing.assert_array_equal(a.loss, b.loss)
+        np.testing.assert_array_equal(a.probes["ics"].grad_change, b.probes["ics"].grad_change)
+        np.testing.assert_array_equal(a.probes["landscape"].loss, b.probes["landscape"].loss)
+    assert calls[0] == (0, 200) and calls[-1] == (200, 200)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
 # --------------------------------------------------------------------------- the cap
 
 
