@@ -7,7 +7,7 @@ from bnviz import functional as F
 from bnviz.app import pieces, run, widgets
 from bnviz.app.controls import Control, log_grid, seed_control
 from bnviz.experiments import debate
-from bnviz.figures import animate, common
+from bnviz.figures import common
 from bnviz.figures import debate as figs
 from bnviz.nn import INITS
 
@@ -174,9 +174,9 @@ st.markdown(
     f"If BN helped by keeping each layer's input distribution still, then shaking that "
     f"distribution after every BN layer should undo the benefit. Santurkar et al.'s noisy BN "
     f"(their Algorithm 1) does exactly that: at every step each unit gets a random mean shift "
-    f"mu_t ~ U(−{noise.n_mu:g}, {noise.n_mu:g}) and scale sigma_t ~ U(1, {noise.n_sigma:g}), "
-    f"and each example on top of that its own m ~ U(mu_t − {noise.r_mu:g}, mu_t + "
-    f"{noise.r_mu:g}) and s ~ N(sigma_t, {noise.r_sigma:g}) (here {noise.r_sigma:g} is the "
+    f"μ_t ~ U(−{noise.n_mu:g}, {noise.n_mu:g}) and scale σ_t ~ U(1, {noise.n_sigma:g}), "
+    f"and each example on top of that its own m ~ U(μ_t − {noise.r_mu:g}, μ_t + "
+    f"{noise.r_mu:g}) and s ~ N(σ_t, {noise.r_sigma:g}) (here {noise.r_sigma:g} is the "
     f"**standard deviation** of s: the paper does not say whether it meant a variance). The "
     f"unit's value a becomes s·a + m. Strength {cfg.noise:g}"
     + (" is the paper's constants." if cfg.noise == 1 else " scales every constant.")
@@ -188,9 +188,9 @@ st.caption(
 )
 c1, c2 = st.columns(2)
 with c1:
-    pieces.chart(run.figure(cfg, arms, common.loss_curves), key="loss")
+    pieces.chart(run.figure(cfg, arms, figs.loss_curves), key="loss")
 with c2:
-    pieces.chart(run.figure(cfg, arms, common.accuracy_curves), key="acc")
+    pieces.chart(run.figure(cfg, arms, figs.accuracy_curves), key="acc")
 
 depth = len(cfg.base.hidden)
 left, right = st.columns([2, 3])
@@ -200,21 +200,19 @@ right.caption(
     "nonlinearity, on one fixed batch of test images, over training (press play). The noisy "
     "nets' panels include the step's per-unit noise, which is what the next layer receives."
 )
-pieces.chart(run.figure(cfg, arms, animate.histograms_over_training, layer, "act_in"), key="hist")
+pieces.chart(run.figure(cfg, arms, figs.histograms, layer), key="hist")
 width = cfg.base.hidden[0]
 typical = figs.typical_unit(arms[0], layer)
 unit = widgets.view(
     PAGE,
     BY_NAME["unit"],
+    st.columns([1, 2])[0],
     options=range(-1, width),
     label=f"Unit of hidden layer {layer}",
     format=lambda u: f"a typical unit (#{typical}, median drift)" if u < 0 else f"#{u}",
 )
-c3, c4 = st.columns(2)
-with c3:
-    pieces.chart(run.figure(cfg, arms, figs.unit_percentiles, layer, unit), key="unit")
-with c4:
-    pieces.chart(run.figure(cfg, arms, figs.drift_by_arm, layer), key="drift")
+pieces.chart(run.figure(cfg, arms, figs.unit_percentiles, layer, unit), key="unit")
+pieces.chart(run.figure(cfg, arms, figs.drift_by_arm, layer), key="drift")
 with st.expander("What this run shows", icon=":material/visibility:"):
     st.markdown("\n".join(f"- {s}" for s in found.noisy_bn))
     st.caption(
@@ -231,18 +229,15 @@ st.markdown(
     "it took their step (Definition 2.1). If the layers below did not shift what layer i "
     "sees, G′ = G: ||G − G′|| = 0 and cos(G, G′) = 1."
 )
-d1, d2 = st.columns([3, 2])
-with d1:
-    pieces.chart(figs.ics_diagram(min(2, depth) if depth > 1 else 2), key="ics-diagram")
-with d2:
-    pieces.formulas(
-        r"G_{t,i} = \nabla_{W_i} L\big(W_1^{t}, \dots, W_{i-1}^{t},\, W_i^{t}, \dots, "
-        r"W_k^{t};\ x_t, y_t\big)",
-        r"G'_{t,i} = \nabla_{W_i} L\big(W_1^{t+1}, \dots, W_{i-1}^{t+1},\, W_i^{t}, \dots, "
-        r"W_k^{t};\ x_t, y_t\big)",
-        r"\text{ICS}_{t,i} = \lVert G_{t,i} - G'_{t,i} \rVert_2, \qquad "
-        r"\cos\angle(G_{t,i}, G'_{t,i})",
-    )
+pieces.chart(figs.ics_diagram(), key="ics-diagram")
+pieces.formulas(
+    r"G_{t,i} = \nabla_{W_i} L\big(W_1^{t}, \dots, W_{i-1}^{t},\, W_i^{t}, \dots, "
+    r"W_k^{t};\ x_t, y_t\big)",
+    r"G'_{t,i} = \nabla_{W_i} L\big(W_1^{t+1}, \dots, W_{i-1}^{t+1},\, W_i^{t}, \dots, "
+    r"W_k^{t};\ x_t, y_t\big)",
+    r"\text{ICS}_{t,i} = \lVert G_{t,i} - G'_{t,i} \rVert_2, \qquad "
+    r"\cos\angle(G_{t,i}, G'_{t,i})",
+)
 st.caption(
     "**Predict first:** BN was proposed to stop the layers below from shifting what a layer "
     "sees. Should the BN net's G′ then be closer to its G than the plain net's? Change the "
@@ -284,7 +279,12 @@ st.markdown(
 )
 probed = debate.steps_of(arms)[1:]
 at = widgets.view(
-    PAGE, BY_NAME["at"], options=probed, format=lambda s: f"update {s:,}", label="Update"
+    PAGE,
+    BY_NAME["at"],
+    st.columns([1, 3])[0],
+    options=probed,
+    format=lambda s: f"update {s:,}",
+    label="Update",
 )
 pieces.chart(run.figure(cfg, arms, figs.step_back, at), key="stepback")
 with st.expander("What this run shows", icon=":material/visibility:"):
@@ -318,11 +318,12 @@ Which story do these numbers favour? Some other findings to weigh:
   as BN while their distributions shifted *more*.
 - **The larger learning rate.** Bjorck et al. (2018) found BN's main gift to be that it lets
   a net train at a much larger rate (its activations do not blow up with depth), and the
-  larger rate is what speeds training and helps generalization; at the same small rate BN's
-  advantage largely goes. See the lesson *Learning rate*, and try the preset
-  *High learning rate* here.
-- **A bound, not just a picture.** Santurkar et al.'s Theorem 4.1 bounds the gradient norm
-  of the loss through a BN layer by that of the plain layer, minus terms BN removes.
+  larger rate is what speeds training and helps generalization; trained at the same small
+  rate, their BN nets lost most of their advantage. See the lesson *Learning rate*, and try
+  the preset *High learning rate* here.
+- **A bound, not just a picture.** Santurkar et al.'s Theorem 4.1 bounds the gradient of the
+  loss with respect to a BN layer's output by the plain net's gradient, scaled by γ²/σ² and
+  minus two terms BN removes (the gradient's mean and its part along the normalized input).
 - **The debate is open.** Later work defends a role for distributional stability, questions
   how ICS should be measured, and proposes other mechanisms (scale invariance and the
   effective learning rate, lesson *Scale invariance*). No single measure on this page

@@ -49,7 +49,6 @@ def cpu_seconds() -> None:
 def experiment_times(repeat: int) -> None:
     from bnviz.app import workers
     from bnviz.experiments import debate
-    from bnviz.figures import animate, common
     from bnviz.figures import debate as figs
 
     workers.pool(workers.default_slots())  # the server starts them after its first view
@@ -66,9 +65,9 @@ def experiment_times(repeat: int) -> None:
         t2 = time.perf_counter()
         step = debate.steps_of(arms)[len(debate.steps_of(arms)) // 2]
         figures = [
-            common.loss_curves(arms),
-            common.accuracy_curves(arms),
-            animate.histograms_over_training(arms, 3),
+            figs.loss_curves(arms),
+            figs.accuracy_curves(arms),
+            figs.histograms(arms, 3),
             figs.unit_percentiles(arms, 3),
             figs.drift_by_arm(arms, 3),
             figs.ics_over_training(arms),

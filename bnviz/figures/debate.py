@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from bnviz.experiments import debate
-from bnviz.figures import common, style
+from bnviz.figures import animate, common, style
 from bnviz.record import UNIT_LEVELS
 from bnviz.train import History
 
@@ -37,6 +37,22 @@ def _f64(a: Array) -> Array:
 
 
 # --------------------------------------------------------------------------- noisy BN
+
+
+def loss_curves(runs: Runs) -> go.Figure:
+    return common.loss_curves(runs, title="Training loss, every arm")
+
+
+def accuracy_curves(runs: Runs) -> go.Figure:
+    return common.accuracy_curves(runs, title="Test accuracy, every arm")
+
+
+def histograms(runs: Runs, layer: int) -> go.Figure:
+    """The drift lesson's animated histograms of a layer's activation input, one panel per
+    arm, with short axis titles (the layer is in the title) so four panels fit side by side."""
+    fig = animate.histograms_over_training(runs, layer, "act_in")
+    fig.update_xaxes(title_text=style.label("act_in", common.activation_of(runs)))
+    return fig
 
 
 def typical_unit(h: History, layer: int) -> int:
@@ -65,7 +81,7 @@ def unit_percentiles(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
         rows=1,
         cols=n,
         shared_yaxes=True,
-        horizontal_spacing=0.12 / n,
+        horizontal_spacing=0.03,
         subplot_titles=[f"{h.label} net" for h in runs],
     )
     for k, h in enumerate(runs):
@@ -99,7 +115,8 @@ def unit_percentiles(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
             **where,
         )  # fmt: skip
         common.mark_divergence(fig, h, x, p[:, 1], annotate=False, **where)
-        fig.update_xaxes(title_text="training step", nticks=4, **where)
+        half = float(f"{max(1, int(x[-1])) / 2:.1g}")  # no tick at the end: it would run
+        fig.update_xaxes(title_text="training step", tickvals=[0, half], **where)  # into the next
     fig.update_yaxes(title_text=f"unit {unit}'s {style.label('act_in', act)}", row=1, col=1)
     return style.styled(
         fig,
@@ -119,7 +136,7 @@ def drift_by_arm(runs: Runs, layer: int) -> go.Figure:
         rows=1,
         cols=2,
         horizontal_spacing=0.1,
-        subplot_titles=["per unit: mean move of its 15/50/85th percentiles", "whole layer: W1"],
+        subplot_titles=["per unit (its 15/50/85th percentiles)", "whole layer (W1)"],
     )
     for c, measure in enumerate((debate.unit_drift, debate.layer_drift), start=1):
         for h in runs:
@@ -138,7 +155,7 @@ def drift_by_arm(runs: Runs, layer: int) -> go.Figure:
             common.mark_divergence(fig, h, h.record_steps, y, row=1, col=c, annotate=False)
         fig.update_xaxes(title_text="training step", row=1, col=c)
         fig.update_yaxes(rangemode="tozero", row=1, col=c)
-    fig.update_yaxes(title_text=f"move since the record {every} steps earlier", row=1, col=1)
+    fig.update_yaxes(title_text=f"move in {every} steps", row=1, col=1)
     return style.styled(
         fig, f"How far layer {layer}'s {style.label('act_in', act)} moves between records"
     )
@@ -244,8 +261,9 @@ def ics_over_training(runs: Runs, labels: Sequence[str] = ICS_ARMS) -> go.Figure
             else:
                 fig.update_xaxes(title_text="training step", **where)
         fig.update_yaxes(title_text=name, row=r + 1, col=1)
-    fig.update_xaxes(nticks=4)
-    return style.styled(fig, title, 620)
+    last = max(int(h.record_steps[-1]) for h in runs)
+    fig.update_xaxes(tickvals=[0, float(f"{max(1, last) / 2:.1g}")])  # none at the end: it would
+    return style.styled(fig, title, 620)  # run into the next panel's 0
 
 
 # --------------------------------------------------------------------------- landscape
@@ -292,7 +310,7 @@ def landscape_over_training(runs: Runs, labels: Sequence[str] = ("plain", "BN"))
     fig = make_subplots(
         rows=1,
         cols=3,
-        horizontal_spacing=0.09,
+        horizontal_spacing=0.13,
         subplot_titles=[
             "(a) loss along the gradient",
             "(b) gradient change along it",
@@ -327,12 +345,15 @@ def landscape_over_training(runs: Runs, labels: Sequence[str] = ("plain", "BN"))
         )  # fmt: skip
         for c, y in ((1, top), (3, beta)):
             common.mark_divergence(fig, h, h.record_steps, y, row=1, col=c, annotate=False)
-    for c in (1, 2, 3):
+    titles = ("loss on the step's batch", "||∇L(θ − ηg) − g||", "max ||Δ∇L|| / ||ηg||")
+    fields = ("loss", "grad_change", "beta_smoothness")
+    for c, (title, field) in enumerate(zip(titles, fields, strict=True), start=1):
         fig.update_xaxes(title_text="training step", nticks=5, row=1, col=c)
-    fig.update_yaxes(title_text="training loss on the step's batch", type="log", row=1, col=1)
-    fig.update_yaxes(title_text="||∇L(θ − ηg) − g||", type="log", row=1, col=2)
-    fig.update_yaxes(title_text="max ||Δ∇L|| / ||ηg||", type="log", row=1, col=3)
-    fig.update_yaxes(exponentformat="power")
+        fig.update_yaxes(title_text=title, type="log", row=1, col=c)
+        values = np.concatenate([_f64(getattr(h.probes["landscape"], field)).ravel() for h in runs])
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            common.set_log_ticks(fig, float(values.min()), float(values.max()), row=1, col=c)
     return style.styled(
         fig,
         f"The landscape along the gradient, η from {lo:.3g} to {hi:.3g} x the rate "

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from bnviz.experiments import debate
-from bnviz.figures import animate
 from bnviz.figures import debate as figs
 from bnviz.measure.landscape import N_ETAS
 from bnviz.train import TrainConfig, train, train_arms
@@ -335,8 +334,10 @@ def test_downloads_hold_every_curve(small):
 
 def test_the_figures_draw_every_arm(small):
     _, arms = small
-    hist = animate.histograms_over_training(arms, 2)
+    hist = figs.histograms(arms, 2)
     assert len(hist.frames) == len(arms[0].record_steps) and len(hist.data) == 3 * 4
+    assert {hist.layout[f"xaxis{k}"].title.text for k in ("", 2, 3, 4)} == {"sigmoid input"}
+    assert [t.name for t in hist.data[:4]] == list(debate.ARMS)
     unit = figs.unit_percentiles(arms, 2)
     assert len(unit.data) == 3 * 4
     drift = figs.drift_by_arm(arms, 2)

@@ -68,7 +68,7 @@ def test_debate_presets_in_the_link(preset, check):
         assert widget(key=f"debate.{name}").value == value
     assert len(charts(at)) == N_CHARTS
     if preset == "strong-noise":
-        assert "mu_t ~ U(−1.5, 1.5)" in " ".join(md.value for md in at.markdown)
+        assert "μ_t ~ U(−1.5, 1.5)" in " ".join(md.value for md in at.markdown)
         assert at.query_params["noise"] == "3"
 
 
