@@ -149,6 +149,14 @@ def test_the_landscape_probe_visits_the_grid_the_cap_tried():
     np.testing.assert_allclose(h.probes["landscape"].etas, debate.eta_grid(0.5, 4.0))
 
 
+def test_the_cap_does_not_depend_on_the_noise_or_the_probes():
+    """So moving the noise slider or the probe interval reuses the cached cap."""
+    cap = debate.cap_config(debate.DEFAULTS).as_dict()
+    for change in (dict(noise=3.0), dict(probe_every=100)):
+        assert debate.cap_config(dict(debate.DEFAULTS, **change)).as_dict() == cap
+    assert debate.cap_config(dict(debate.DEFAULTS, lr=2.0)).as_dict() != cap
+
+
 def test_the_caps_plain_runs_start_where_the_plain_arm_starts(small):
     """Step 0's loss does not depend on the rate: every cap run's equals the plain arm's."""
     cap_cfg = debate.cap_config(SMALL)
