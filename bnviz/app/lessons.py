@@ -104,6 +104,16 @@ LESSONS = (
         "BN(aWu) = BN(Wu): larger weights get smaller gradients, the effective learning rate "
         "falls by itself, and gamma and beta take over a unit's scale and offset.",
     ),
+    Lesson(
+        "debate",
+        "Why does BN work? The debate",
+        "Is ICS the reason?",
+        ":material/forum:",
+        "Test both stories on the same nets: noisy BN that shifts its distributions on "
+        "purpose, internal covariate shift measured as gradient change, and the loss "
+        "landscape along the gradient.",
+        nav="The debate",
+    ),
 )
 BY_STEM = {lesson.stem: lesson for lesson in LESSONS}
 BY_SLUG = {lesson.slug: lesson for lesson in LESSONS}
