@@ -135,7 +135,7 @@ def downloads(files: Mapping[str, tuple[Callable[[], bytes | str], str]], key: s
     reads whole at 1280 px."""
     per_row = min(len(files), DOWNLOADS_PER_ROW)
     cols = [c for _ in range(0, len(files), per_row) for c in st.columns(per_row)]
-    for col, (label, (make, filename)) in zip(cols, files.items()):
+    for col, (label, (make, filename)) in zip(cols, files.items(), strict=False):
         mime = "text/csv" if filename.endswith(".csv") else "application/octet-stream"
         col.download_button(
             label,

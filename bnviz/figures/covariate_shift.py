@@ -359,7 +359,9 @@ def unit_means(pair: Pair) -> go.Figure:
         )
         fig.update_xaxes(title_text="unit's mean over batch A", row=1, col=col)
     fig.update_yaxes(title_text="unit's mean over batch B", row=1, col=1)
-    return style.styled(fig, f"Each unit of layer {pair.layer}: its mean over A and over B", wide=True)
+    return style.styled(
+        fig, f"Each unit of layer {pair.layer}: its mean over A and over B", wide=True
+    )
 
 
 # --------------------------------------------------------------------------- part 3: batch order

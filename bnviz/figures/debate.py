@@ -158,7 +158,9 @@ def drift_by_arm(runs: Runs, layer: int) -> go.Figure:
         fig.update_yaxes(rangemode="tozero", row=1, col=c)
     fig.update_yaxes(title_text=f"move in {every} steps", row=1, col=1)
     return style.styled(
-        fig, f"How far layer {layer}'s {style.label('act_in', act)} moves between records", wide=True
+        fig,
+        f"How far layer {layer}'s {style.label('act_in', act)} moves between records",
+        wide=True,
     )
 
 
@@ -418,5 +420,8 @@ def step_back(runs: Runs, step: int) -> go.Figure:
             font={"color": style.ACCENT}, xanchor="left",
         )  # fmt: skip
     return style.styled(
-        fig, f"A step back: the loss along the gradient of update {step:,}, every arm", 440, wide=True
+        fig,
+        f"A step back: the loss along the gradient of update {step:,}, every arm",
+        440,
+        wide=True,
     )

@@ -183,7 +183,9 @@ def lag_over_training(est: Estimates, layer: int) -> go.Figure:
             )
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text=f"error, layer {layer} (mean over units)", row=1, col=1)
-    return style.styled(fig, f"How far the running statistics are from the truth, layer {layer}", wide=True)
+    return style.styled(
+        fig, f"How far the running statistics are from the truth, layer {layer}", wide=True
+    )
 
 
 def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.Figure:
@@ -324,7 +326,9 @@ def affine_figure(fo: Folded, layer: int) -> go.Figure:
             col=col,
         )
         fig.update_xaxes(title_text=f"unit of BN layer {layer}", row=1, col=col)
-    return style.styled(fig, f"BN layer {layer} at inference: y = scale · x + shift, per unit", wide=True)
+    return style.styled(
+        fig, f"BN layer {layer} at inference: y = scale · x + shift, per unit", wide=True
+    )
 
 
 def bug_figure(b: Bug, chance: float) -> go.Figure:
