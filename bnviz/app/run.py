@@ -37,9 +37,9 @@ from bnviz.experiment import Experiment
 LOG = logging.getLogger("bnviz")
 
 POLL = 0.1  # seconds between a waiting page's looks at its run
-HEARTBEAT = 0.4  # an unchanged status is redrawn this often: each draw lets Streamlit stop a
+HEARTBEAT = 0.2  # an unchanged status is redrawn this often: each draw lets Streamlit stop a
 # script whose student moved on (a rerun, a closed tab), so an abandoned run is noticed fast
-LINGER = 0.4  # seconds a run nobody waits for any more keeps going (a rerun may rejoin it)
+LINGER = 0.25  # seconds a run nobody waits for any more keeps going (a rerun may rejoin it)
 RUN_ENTRIES, FIGURE_ENTRIES = 48, 256
 MAX_AGE = 3 * 3600.0
 
@@ -142,6 +142,8 @@ class SharedResults:
         with self._lock:
             if flight.waiters == 0 and not flight.done.is_set():
                 flight.cancel.set()
+                if flight.client is not None:
+                    flight.client.abort()
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
 

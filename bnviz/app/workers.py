@@ -197,6 +197,7 @@ class _Pool:
             return {
                 "workers": [w.pid for w in self.workers],
                 "busy": sum(w.task is not None for w in self.workers),
+                "busy_pids": [w.pid for w in self.workers if w.task is not None],
                 "running": sum(t.state == "running" for t in self.tasks),
                 "stopped": sum(t.state == "stopped" for t in self.tasks),
                 "queued": sum(t.state == "queued" for t in self.tasks),
@@ -546,7 +547,10 @@ def snapshot() -> dict:
     """Processes and tasks by state, for tests and the load bench."""
     pool = _pool
     if pool is None:
-        return dict(workers=[], busy=0, running=0, stopped=0, queued=0, zygote=None, ready=False)
+        return dict(
+            workers=[], busy=0, busy_pids=[], running=0, stopped=0, queued=0, zygote=None,
+            ready=False,
+        )  # fmt: skip
     return pool.snapshot()
 
 
@@ -666,6 +670,13 @@ class Client:
 
     def is_running(self, size: int = 1) -> bool:
         return is_running(size)
+
+    def abort(self) -> None:
+        """Cancel the latest job now (its waiter notices ``cancel`` a moment later)."""
+        if self.cancel is not None:
+            self.cancel.set()
+        if self.job is not None and _pool is not None:
+            _pool.cancel(self.job)
 
 
 def build_figure(
