@@ -274,6 +274,7 @@ def plan(tasks: Sequence[Task], slots: int, processes_free: int, now: float) -> 
 def preemptible(t: Task, now: float) -> bool:
     return (
         t.kind == TRAIN
+        and t.started  # its process has the whole task (no pausing it halfway through that)
         and t.run_time(now) - t.ran >= PREEMPT_AFTER
         and t.remaining(now) >= PREEMPT_LEFT
     )

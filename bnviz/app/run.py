@@ -140,12 +140,13 @@ class SharedResults:
 
     def _abandon(self, flight: Flight) -> None:
         with self._lock:
-            if flight.waiters == 0 and not flight.done.is_set():
-                flight.cancel.set()
-                if flight.client is not None:
-                    flight.client.abort()
-                if self._flights.get(flight.key) is flight:
-                    del self._flights[flight.key]
+            if flight.waiters or flight.done.is_set():
+                return
+            flight.cancel.set()
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+        if flight.client is not None:
+            flight.client.abort()
 
     def _fly(self, flight: Flight, work: Callable[[Flight], Any]) -> None:
         try:

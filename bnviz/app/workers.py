@@ -30,6 +30,7 @@ import atexit
 import logging
 import os
 import pickle
+import queue
 import signal
 import socket
 import struct
@@ -66,7 +67,11 @@ class WorkerDied(RuntimeError):
 
 
 class _Worker:
-    def __init__(self, sock: socket.socket, pid: int) -> None:
+    """One worker process: its socket, read and written by threads of its own, so that the
+    dispatcher never waits on a socket (a worker paused or killed halfway through a message
+    would hold it, and every other worker with it)."""
+
+    def __init__(self, sock: socket.socket, pid: int, inbox: Callable[[tuple], None]) -> None:
         self.conn = Connection(sock.detach())
         self.pid = pid
         try:  # a handle on this very process, even if its pid is reused later
@@ -74,9 +79,30 @@ class _Worker:
         except (AttributeError, OSError):
             self.pidfd = None
         self.ready = False
+        self.gone = False
         self.task: Task | None = None
         self.idle_since = time.monotonic()
         self.cancel_at: float | None = None
+        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        name = f"bnviz-worker-{pid}"
+        threading.Thread(target=self._read, args=(inbox,), name=name, daemon=True).start()
+        threading.Thread(target=self._write, name=name, daemon=True).start()
+
+    def _read(self, inbox: Callable[[tuple], None]) -> None:
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                inbox(("gone", self, None))  # the process ended: its socket closed
+                return
+            inbox(("message", self, data))
+
+    def _write(self) -> None:
+        while (data := self.outbox.get()) is not None:
+            try:
+                self.conn.send_bytes(data)
+            except OSError:
+                return  # its death is noticed by the reader
 
     def signal(self, sig: int) -> None:
         try:
@@ -88,12 +114,11 @@ class _Worker:
             pass
 
     def send(self, message: tuple) -> None:
-        try:
-            self.conn.send_bytes(zygote.dumps(message))
-        except OSError:
-            pass  # its death is noticed on its socket
+        self.outbox.put(zygote.dumps(message))
 
     def close(self) -> None:
+        """After its reader saw the socket close: release the socket and the process handle."""
+        self.outbox.put(None)
         self.conn.close()
         if self.pidfd is not None:
             os.close(self.pidfd)
@@ -198,17 +223,13 @@ class _Pool:
                 "workers": [w.pid for w in self.workers],
                 "busy": sum(w.task is not None for w in self.workers),
                 "busy_pids": [w.pid for w in self.workers if w.task is not None],
+                "started_pids": [w.pid for w in self.workers if w.task and w.task.started],
                 "running": sum(t.state == "running" for t in self.tasks),
                 "stopped": sum(t.state == "stopped" for t in self.tasks),
                 "queued": sum(t.state == "queued" for t in self.tasks),
                 "zygote": self.zygote.pid if self.zygote else None,
                 "ready": self.zygote_ready,
             }
-
-    def worker_of(self, job: Job) -> list[int]:
-        """Pids of the workers running or holding this job's tasks."""
-        with self.lock:
-            return [w.pid for w in self.workers if w.task is not None and w.task.job is job]
 
     def close(self) -> None:
         """End every process now (from any thread, also while the dispatcher is busy)."""
@@ -244,8 +265,7 @@ class _Pool:
 
     def _loop(self) -> None:
         while not self.closed:
-            by_conn = {w.conn: w for w in self.workers}
-            watch: list[Any] = [self.wake_r, *by_conn]
+            watch: list[Any] = [self.wake_r]
             if self.ctl is not None:
                 watch.append(self.ctl)
             try:
@@ -257,16 +277,13 @@ class _Pool:
                 with self.lock:
                     if self.closed:
                         break
-                    for obj in ready:
-                        if obj == self.wake_r:
-                            try:
-                                os.read(self.wake_r, 4096)
-                            except OSError:
-                                pass
-                        elif obj is self.ctl:
-                            self._from_zygote(now)
-                        elif obj in by_conn:
-                            self._from_worker(by_conn[obj], now)
+                    if self.wake_r in ready:
+                        try:
+                            os.read(self.wake_r, 65536)
+                        except OSError:
+                            pass
+                    if self.ctl is not None and self.ctl in ready:
+                        self._from_zygote(now)
                     self._apply_inbox(now)
                     self._housekeeping(now)
                     self._schedule(now)
@@ -274,11 +291,18 @@ class _Pool:
                 LOG.exception("bnviz: trainer dispatcher error")
         self._end_processes()
 
-    def _from_worker(self, w: _Worker, now: float) -> None:
+    def _from_reader(self, item: tuple) -> None:
+        """A worker's reader thread hands over a message (or the news that it is gone)."""
+        with self.lock:
+            self.inbox.append(item)
+        self._wake()
+
+    def _from_worker(self, w: _Worker, data: bytes, now: float) -> None:
+        if w.gone:
+            return
         try:
-            kind, tid, body = pickle.loads(w.conn.recv_bytes())
-        except (EOFError, OSError, pickle.UnpicklingError):
-            self._worker_gone(w, now)
+            kind, tid, body = pickle.loads(data)
+        except pickle.UnpicklingError:
             return
         t = w.task
         if kind == "hello":
@@ -299,7 +323,11 @@ class _Pool:
         w.task, w.idle_since, w.cancel_at = None, now, None
 
     def _worker_gone(self, w: _Worker, now: float) -> None:
-        self.workers.remove(w)
+        if w.gone:
+            return
+        w.gone = True
+        if w in self.workers:
+            self.workers.remove(w)
         w.close()
         t = w.task
         if t is not None and t.state != "done":
@@ -328,7 +356,11 @@ class _Pool:
     def _apply_inbox(self, now: float) -> None:
         while self.inbox:
             what, job, payloads = self.inbox.popleft()
-            if what == "submit":
+            if what == "message":
+                self._from_worker(job, payloads, now)
+            elif what == "gone":
+                self._worker_gone(job, now)
+            elif what == "submit":
                 for t, p in zip(job.tasks, payloads, strict=True):
                     self.payloads[t.id] = p
                     self.tasks.append(t)
@@ -362,8 +394,8 @@ class _Pool:
                 break
             if now - w.idle_since > IDLE_RETIRE:
                 self.workers.remove(w)
-                w.signal(signal.SIGKILL)
-                w.close()
+                w.signal(signal.SIGKILL)  # its reader sees the socket close and cleans up
+                w.task = None
                 extra -= 1
         if (
             self.zygote is not None
@@ -466,7 +498,7 @@ class _Pool:
             LOG.error("bnviz: the trainers could not start:\n%s", data[1:].decode())
         elif len(data) == 8 and self.pending:
             (pid,) = struct.unpack("!q", data)
-            self.workers.append(_Worker(self.pending.popleft(), pid))
+            self.workers.append(_Worker(self.pending.popleft(), pid, self._from_reader))
 
     def _zygote_gone(self, now: float) -> None:
         if not self.zygote_ready:
@@ -495,13 +527,11 @@ class _Pool:
 
     def _end_processes(self) -> None:
         for w in self.workers:
-            w.signal(signal.SIGKILL)
+            w.signal(signal.SIGKILL)  # their readers see the sockets close
         if self.ctl is not None:
             self.ctl.close()
         if self.zygote is not None and self.zygote.poll() is None:
             self.zygote.kill()
-        for w in self.workers:
-            w.close()
         for t in self.tasks:
             t.job.event.set()
 
@@ -548,8 +578,8 @@ def snapshot() -> dict:
     pool = _pool
     if pool is None:
         return dict(
-            workers=[], busy=0, busy_pids=[], running=0, stopped=0, queued=0, zygote=None,
-            ready=False,
+            workers=[], busy=0, busy_pids=[], started_pids=[], running=0, stopped=0, queued=0,
+            zygote=None, ready=False,
         )  # fmt: skip
     return pool.snapshot()
 

@@ -123,7 +123,7 @@ def tasks(*jobs: Job) -> list[Task]:
 
 
 def run(t: Task, since: float, ran: float = 0.0) -> None:
-    t.state, t.since, t.ran = "running", since, ran
+    t.state, t.since, t.ran, t.started = "running", since, ran, True
 
 
 def test_shortest_job_next_and_arrival_order_among_equals():

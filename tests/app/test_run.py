@@ -134,8 +134,8 @@ def test_pandas_is_whole_before_any_figure_is_built():
 
 def test_a_worker_killed_mid_run_is_reported_and_the_next_run_works():
     thread, box = in_background(open_page, "drift", {"steps": "20000", "seed": "7"})
-    wait_until(lambda: workers.snapshot()["busy"] >= 1, timeout=120)
-    os.kill(workers.snapshot()["busy_pids"][0], signal.SIGKILL)
+    wait_until(lambda: workers.snapshot()["started_pids"], timeout=120)
+    os.kill(workers.snapshot()["started_pids"][0], signal.SIGKILL)
     thread.join(120)
     at = box["result"]
     assert not at.exception

@@ -197,18 +197,13 @@ def test_a_task_deaf_to_cancellation_is_killed_within_a_second():
 
 def test_a_worker_killed_mid_run_fails_that_run_only():
     thread, box = in_background(workers.run_many, [(slow_count, (300,), {})])
-    wait_until(lambda: workers.snapshot()["busy"] == 1, timeout=30)
-    (pid,) = [w for w in workers.snapshot()["workers"] if w in workers._pool.worker_of(_only_job())]
+    wait_until(lambda: workers.snapshot()["started_pids"], timeout=30)
+    (pid,) = workers.snapshot()["started_pids"]
     os.kill(pid, signal.SIGKILL)
     thread.join(10)
     assert isinstance(box.get("error"), workers.WorkerDied)
     assert "stopped unexpectedly" in str(box["error"])
     assert workers.run_many([(slow_count, (3,), {})]) == [3]
-
-
-def _only_job():
-    (job,) = {t.job for t in workers._pool.tasks if t.state == "running"}
-    return job
 
 
 def test_idle_workers_or_the_zygote_killed_do_not_fail_the_next_run():
