@@ -51,7 +51,8 @@ from bnviz.experiment import Call
 LOG = logging.getLogger("bnviz")
 
 POLL = 0.1  # seconds between a waiter's looks at its job
-TICK = 0.05  # seconds between the dispatcher's scheduling decisions when nothing happens
+TICK = 0.1  # seconds between the dispatcher's scheduling decisions when nothing happens
+DESCRIBE_EVERY = 0.25  # seconds between updates of the waiting jobs' places and estimates
 CANCEL_GRACE = 0.3  # seconds a cancelled running task has to stop before its worker is killed
 IDLE_RETIRE = 60.0  # spare workers idle this long are ended
 BOOT_TIMEOUT = 300.0  # the zygote's first start on a machine compiles the kernels (~60 s here)
@@ -95,7 +96,18 @@ class _Worker:
             except (EOFError, OSError):
                 inbox(("gone", self, None))  # the process ended: its socket closed
                 return
-            inbox(("message", self, data))
+            try:
+                kind, tid, body = pickle.loads(data)
+            except pickle.UnpicklingError:
+                continue
+            t = self.task
+            if kind == "progress":  # news for the waiter only: the dispatcher need not wake
+                if t is not None and t.id == tid:
+                    t.values = body
+                    if len(body) >= 2:
+                        t.progress = body
+                continue
+            inbox(("message", self, (kind, tid, body)))
 
     def _write(self) -> None:
         while (data := self.outbox.get()) is not None:
@@ -196,6 +208,7 @@ class _Pool:
         self.boot_failures = 0
         self.boot_error = ""
         self.closed = False
+        self.described = 0.0
         self.thread = threading.Thread(target=self._loop, name="bnviz-dispatcher", daemon=True)
         self.thread.start()
 
@@ -297,13 +310,10 @@ class _Pool:
             self.inbox.append(item)
         self._wake()
 
-    def _from_worker(self, w: _Worker, data: bytes, now: float) -> None:
+    def _from_worker(self, w: _Worker, message: tuple, now: float) -> None:
         if w.gone:
             return
-        try:
-            kind, tid, body = pickle.loads(data)
-        except pickle.UnpicklingError:
-            return
+        kind, tid, body = message
         t = w.task
         if kind == "hello":
             w.ready, w.idle_since = True, now
@@ -313,11 +323,6 @@ class _Pool:
         if kind == "started":
             t.started = True
             self.payloads.pop(t.id, None)
-            return
-        if kind == "progress":
-            t.values = body
-            if len(body) >= 2:
-                t.progress = body
             return
         self._settle(t, kind, body, now)
         w.task, w.idle_since, w.cancel_at = None, now, None
@@ -435,7 +440,11 @@ class _Pool:
             elif self.zygote_ready and room > 0:
                 self._fork()
                 room -= 1
-        guard.describe(live, self.slots, now)
+        if now - self.described >= DESCRIBE_EVERY or any(
+            t.job.phase == "queued" and t.state == "running" for t in live
+        ):
+            guard.describe(live, self.slots, now)
+            self.described = now
         if not self.zygote_ready:
             for t in live:
                 if t.state == "queued":

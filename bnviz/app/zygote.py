@@ -26,11 +26,13 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+PROGRESS_EVERY = 0.1  # seconds between a task's progress reports to the server
 
 
 class Cancelled(Exception):
@@ -80,12 +82,19 @@ def serve(conn: Connection) -> None:
 
 
 def run_task(conn: Connection, task: int, body: bytes) -> tuple:
+    last = [0.0]
+
     def progress(*values: Any) -> None:
+        """Called by the engine between chunks of steps: stop if cancelled, and report (at most
+        every PROGRESS_EVERY seconds; a short run's hundred chunks need not all be told)."""
         while conn.poll():
             kind, which, _ = pickle.loads(conn.recv_bytes())
             if kind == "cancel" and which == task:
                 raise Cancelled(f"task {task} was cancelled")
-        conn.send_bytes(dumps(("progress", task, values)))
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY or (len(values) >= 2 and values[0] >= values[1]):
+            last[0] = now
+            conn.send_bytes(dumps(("progress", task, values)))
 
     try:
         fn, args, kwargs = pickle.loads(body)
