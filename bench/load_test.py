@@ -179,15 +179,26 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak = self.peak_pss = self.samples = 0
-        self.cpu_start = self.cpu_end = 0.0
+        self.cpu_start = self.cpu_end = self.own_start = self.own_end = 0.0
         self.all_cpu_start = self.all_cpu_end = 0.0
         self._halt = threading.Event()
 
+    def own_cpu(self) -> float:
+        """CPU seconds of the server process alone (its workers excluded)."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / TICKS
+        except OSError:
+            return self.own_end
+
     def run(self) -> None:
+        self.own_start = self.own_end = self.own_cpu()
         self.cpu_start = tree_usage(self.pid)[1]
         self.all_cpu_start = tree_usage(os.getpid())[1]
         while not self._halt.is_set():
             rss, self.cpu_end = tree_usage(self.pid)
+            self.own_end = self.own_cpu()
             self.all_cpu_end = tree_usage(os.getpid())[1]
             self.peak = max(self.peak, rss)
             if self.samples % 5 == 0:
@@ -398,6 +409,8 @@ def summarize(sessions: list[Session], sampler: MemorySampler | None, wall: floa
         "peak_pss_mb": round(sampler.peak_pss / 2**20, 1) if sampler else None,
         "memory_samples": sampler.samples if sampler else 0,
         "server_cpu_s": round(sampler.cpu_end - sampler.cpu_start, 1) if sampler else None,
+        # of which the server process itself (the rest: its workers)
+        "server_process_cpu_s": round(sampler.own_end - sampler.own_start, 1) if sampler else None,
         # This script, its browser and (when it started it) the server, all together.
         "total_cpu_s": round(sampler.all_cpu_end - sampler.all_cpu_start, 1) if sampler else None,
         "wall_s": round(wall, 1),

@@ -7,9 +7,10 @@ core. Which ones:
 
 - **Figures first.** A figure task draws a run that is already trained for a student who is
   looking at the page; it takes a fraction of a second.
-- **Shortest job next**, by its estimated remaining work (``cost``), jobs within a factor of
-  two of each other in arrival order. A student's 30-minute run does not hold the trainers
-  while thirty others' few-second runs wait: it yields to them.
+- **Shortest job next**, by its estimated remaining work (``cost``) per student waiting for
+  it (identical requests share one job), jobs within a factor of two in arrival order. A
+  student's 30-minute run does not hold the trainers while thirty others' few-second runs
+  wait: it yields to them.
 - **Preemption.** A running task that has a long way to go is paused (SIGSTOP, in the kept
   process, losing nothing) when shorter work is waiting, and resumed when it is next in line;
   the shorter work runs in a spare process. Tasks close to their end are left to finish.
@@ -156,6 +157,7 @@ class Job:
     seq: int = field(default_factory=lambda: next(_seq))
     submitted: float = field(default_factory=time.monotonic)
     parallel: int | None = None  # at most this many of its tasks at once (None: any)
+    waiters: int = 1  # students waiting for it: a job two wait for goes ahead of its size
     # what the policy last said about it (read by the waiter's thread)
     phase: str = "queued"  # starting | queued | running | paused | done
     ahead: int = 0  # jobs before it in line
@@ -215,11 +217,12 @@ def _bucket(seconds: float) -> int:
 
 
 def order(tasks: Sequence[Task], slots: int, now: float) -> list[Task]:
-    """Live tasks in the order they should run."""
+    """Live tasks in the order they should run: figures, then jobs by remaining work per
+    student waiting for them (shortest first; within a factor of two, first come)."""
     left = {}
     for t in tasks:
         if t.job not in left:
-            left[t.job] = job_left(t.job, slots, now)
+            left[t.job] = job_left(t.job, slots, now) / max(1, t.job.waiters)
     return sorted(
         (t for t in tasks if t.state in ("queued", "running", "stopped")),
         key=lambda t: (t.kind, _bucket(left[t.job]), t.job.seq, t.id),

@@ -127,6 +127,9 @@ class SharedResults:
                     target=self._fly, args=(flight, work), name="bnviz-run", daemon=True
                 ).start()
             flight.waiters += 1
+            job = flight.client.job if flight.client is not None else None
+            if job is not None:
+                job.waiters = flight.waiters
             return False, None, flight
 
     def leave(self, flight: Flight) -> None:
@@ -275,7 +278,7 @@ def _train(experiment: Experiment, cfg: Any, note: str | None) -> Any:
 
     def work(flight: Flight) -> Any:
         flight.note = note
-        flight.client = workers.Client(flight.cancel)
+        flight.client = workers.Client(flight.cancel, lambda: flight.waiters)
 
         def progress(done: int, total: int) -> None:
             flight.progress = (int(done), int(total))

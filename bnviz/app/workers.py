@@ -693,9 +693,17 @@ class Client:
     """An executor (``bnviz.experiment.Executor``) for one caller: its jobs end when
     ``cancel`` is set, and ``job`` is its latest one (its place in line, its estimates)."""
 
-    def __init__(self, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self, cancel: threading.Event | None = None, waiters: Callable[[], int] | None = None
+    ) -> None:
         self.cancel = cancel
+        self.waiters = waiters
         self.job: Job | None = None
+
+    def _on_job(self, job: Job) -> None:
+        if self.waiters is not None:
+            job.waiters = max(1, self.waiters())
+        self.job = job
 
     def run_many(
         self,
@@ -703,9 +711,7 @@ class Client:
         on_progress: Callable[[int, tuple], None] | None = None,
         size: int | None = None,
     ) -> list[Any]:
-        return run_many(
-            calls, on_progress, size, cancel=self.cancel, on_job=lambda j: setattr(self, "job", j)
-        )
+        return run_many(calls, on_progress, size, cancel=self.cancel, on_job=self._on_job)
 
     def is_running(self, size: int = 1) -> bool:
         return is_running(size)

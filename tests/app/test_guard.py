@@ -197,3 +197,9 @@ def test_progress_refines_the_estimate():
 )  # fmt: skip
 def test_estimates_in_words(seconds, words):
     assert guard.in_words(seconds) == words
+
+
+def test_a_job_two_students_wait_for_goes_ahead_of_its_size():
+    alone, shared = job(1.0), job(1.5)
+    shared.waiters = 2
+    assert [t.job for t in guard.order(tasks(alone, shared), 2, 0.0)] == [shared, alone]
