@@ -12,15 +12,20 @@ this navigation).
 # process re-running the parent's main script as "__mp_main__", a test importing it) gets an
 # empty module: no page, and no trainers started from a worker.
 if __name__ == "__main__":
+    from pathlib import Path
+
     import streamlit as st
 
-    from bnviz.app import run
+    from bnviz.app import present, run
     from bnviz.app.lessons import by_section
 
     st.set_page_config(
         page_title="bnviz: Batch Normalization, visualized",
-        page_icon=":material/stacked_line_chart:",
+        # an image this server serves: a Material-symbol icon would make browsers fetch it off
+        # the machine, from Google's font host
+        page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
         layout="wide",
+        initial_sidebar_state=present.sidebar_state(),
         menu_items={
             "About": "bnviz trains real networks, with and without Batch Normalization, "
             "side by side, and shows what happens inside them."
@@ -41,6 +46,8 @@ if __name__ == "__main__":
             lessons[id(page)] = lesson
             sections[section].append(page)
     run.warm_up_trainers()
+    run.plotting_stack()
     page = st.navigation(sections)
+    present.frame()
     st.title(lessons[id(page)].title)
     page.run()

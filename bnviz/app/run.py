@@ -31,7 +31,7 @@ import pandas  # noqa: F401
 import PIL.Image  # noqa: F401
 import streamlit as st
 
-from bnviz.app import guard, workers
+from bnviz.app import guard, pieces, workers
 from bnviz.experiment import Experiment
 
 LOG = logging.getLogger("bnviz")
@@ -52,6 +52,20 @@ def _warm_up_delay() -> float:
 
 
 WARM_UP_DELAY = _warm_up_delay()  # seconds after the first page view before trainers start
+
+
+_IMPORTS = threading.Lock()
+
+
+def plotting_stack() -> None:
+    """Import plotly and pandas once, one thread at a time. Two script threads importing them
+    at once (two first visits, or a rerun overlapping the run it replaces) can trip Python's
+    import deadlock avoidance, which hands one of them a half-initialized pandas ("partially
+    initialized module 'pandas' has no attribute 'Series'") that then breaks every chart."""
+    with _IMPORTS:
+        import pandas  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+        import plotly.subplots  # noqa: F401
 
 
 def config_key(cfg: Any) -> str:
@@ -260,13 +274,13 @@ def _wait(shared: SharedResults, flight: Flight, box: Any | None) -> Any:
 # --------------------------------------------------------------------------- runs
 
 
-def _shipped(name: str) -> Any | None:
+def _shipped(name: str, decode: Callable[[bytes], Any] | None) -> Any | None:
     """A shipped run, or None when its file is missing or cannot be read (then it trains)."""
     from bnviz import assets  # loads the engine's modules: not before a page needs them
 
     try:
         if assets.exists(name):
-            return assets.load(name)
+            return assets.load(name, decode)
         LOG.warning("bnviz: the shipped run %r is missing; training it instead", name)
     except Exception as err:  # noqa: BLE001 - a damaged file of any kind
         LOG.warning("bnviz: the shipped run %r cannot be read (%s); training it instead", name, err)
@@ -301,17 +315,17 @@ def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
         shipped = experiment.shipped_name(cfg)
         note = None
         if shipped is not None:
-            result = _shipped(shipped)
+            result = _shipped(shipped, experiment.decode)
             if result is not None:
                 return result
             note = "The precomputed run of these settings is missing or damaged: training it now."
         return _train(experiment, cfg, note)
     except ValueError as err:
-        st.error(f"These settings cannot run: {err}", icon=":material/error:")
+        pieces.cannot_run(err)
     except workers.WorkerDied as err:
         st.error(
-            f"Training stopped: {err}. Nothing is lost but this run: press **R** or change a "
-            "setting to train it again.",
+            f"Training stopped: {pieces.as_text(err)}. Nothing is lost but this run: press **R** "
+            "or change a setting to train it again.",
             icon=":material/error:",
         )
     except workers.Cancelled:
@@ -319,7 +333,7 @@ def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
     except Exception as err:  # noqa: BLE001 - the page must never show a traceback
         traceback.print_exc()
         st.error(
-            f"Training failed unexpectedly ({type(err).__name__}: {err}). "
+            f"Training failed unexpectedly ({type(err).__name__}: {pieces.as_text(err)}). "
             "Try other settings, or reload the page.",
             icon=":material/error:",
         )
@@ -352,19 +366,22 @@ def shared_figure(spec: dict) -> Any:
     return _figure_class(spec)
 
 
-def _build(build: Callable[..., Any], result: Any, args: tuple, flight: Flight) -> Any:
+def _build(
+    build: Callable[..., Any], result: Any, args: tuple, kwargs: dict, flight: Flight
+) -> Any:
     """Build in a worker when the workers are up and the builder can be named there (a
     function of the bnviz package); else, or if that fails, here."""
     if workers.ready() and getattr(build, "__module__", "").startswith("bnviz."):
         try:
-            return shared_figure(workers.build_figure(build, result, args, flight.cancel))
+            spec = workers.build_figure(build, result, args, flight.cancel, kwargs)
+            return shared_figure(spec)
         except (workers.WorkerDied, RuntimeError) as err:
             LOG.warning("bnviz: a figure could not be built in a worker (%s); building here", err)
-    return shared_figure(build(result, *args).to_dict())
+    return shared_figure(build(result, *args, **kwargs).to_dict())
 
 
-def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any) -> Any:
-    """``build(result, *args)``, built once per server for a (config, view) and shared.
+def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``build(result, *args, **kwargs)``, built once per server for a (config, view), shared.
 
     Figures are pure functions of a run (itself a function of its config) and the view
     arguments; building the animated ones takes longer than a rerun may, so they are built in
@@ -372,8 +389,9 @@ def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any) -> Any:
     than by the run's bulky arrays. Identical requests in flight share one build.
     """
     name = f"{build.__module__}.{build.__qualname__}"
-    key = f"{config_key(cfg)}|{name}|{json.dumps(args)}"
-    hit, value, flight = FIGURES.join(key, lambda f: _build(build, result, args, f))
+    view = json.dumps([args, kwargs], sort_keys=True)
+    key = f"{config_key(cfg)}|{name}|{view}"
+    hit, value, flight = FIGURES.join(key, lambda f: _build(build, result, args, kwargs, f))
     if hit:
         return value
     return _wait(FIGURES, flight, None)

@@ -725,9 +725,13 @@ class Client:
 
 
 def build_figure(
-    build: Callable[..., Any], result: Any, args: tuple, cancel: threading.Event | None = None
+    build: Callable[..., Any],
+    result: Any,
+    args: tuple,
+    cancel: threading.Event | None = None,
+    kwargs: dict | None = None,
 ) -> dict:
-    """``build(result, *args).to_dict()`` in a worker, ahead of any training."""
-    (spec,) = run_many([(zygote.build_figure, (build, result, tuple(args)), {})], kind=FIGURE,
-                       cancel=cancel)  # fmt: skip
+    """``build(result, *args, **kwargs).to_dict()`` in a worker, ahead of any training."""
+    task = (zygote.build_figure, (build, result, tuple(args)), {"kwargs": dict(kwargs or {})})
+    (spec,) = run_many([task], kind=FIGURE, cancel=cancel)
     return spec

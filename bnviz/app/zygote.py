@@ -112,9 +112,11 @@ def run_task(conn: Connection, task: int, body: bytes) -> tuple:
         return ("error", task, (payload, text))
 
 
-def build_figure(build: Any, result: Any, args: tuple, progress: Any = None) -> dict:
-    """A figure task: ``build(result, *args)`` as the dict ``st.plotly_chart`` sends."""
-    return build(result, *args).to_dict()
+def build_figure(
+    build: Any, result: Any, args: tuple, progress: Any = None, kwargs: dict | None = None
+) -> dict:
+    """A figure task: ``build(result, *args, **kwargs)`` as the dict ``st.plotly_chart`` sends."""
+    return build(result, *args, **(kwargs or {})).to_dict()
 
 
 def reap(children: set[int]) -> None:
