@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,31 @@ def test_an_abandoned_training_frees_its_trainer_within_a_second():
     assert time.monotonic() - start < 1.0
     flight.done.wait(5)
     assert isinstance(flight.error, workers.Cancelled)
+
+
+def titled(result, title, *, height=300):
+    """A figure builder with a keyword view argument (as the drift page's ``axes=``)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(go.Scatter(y=list(result)), layout={"title": title, "height": height})
+
+
+@dataclass(frozen=True)
+class Settings:
+    n: int
+
+    def as_dict(self) -> dict:
+        return {"n": self.n}
+
+
+def test_keyword_view_arguments_reach_the_builder_in_a_worker_and_key_the_figure():
+    spec = workers.build_figure(titled, [1, 2], ("t",), kwargs={"height": 420})
+    assert spec["layout"]["height"] == 420 and spec["layout"]["title"]["text"] == "t"
+    cfg = Settings(3)
+    low = run.figure(cfg, [1, 2], titled, "t", height=200)
+    high = run.figure(cfg, [1, 2], titled, "t", height=500)
+    assert (low.layout.height, high.layout.height) == (200, 500)
+    assert run.figure(cfg, [1, 2], titled, "t", height=500) is high
 
 
 def test_pandas_is_whole_before_any_figure_is_built():
