@@ -25,7 +25,7 @@ NODES = {
     "x_hat": (7.0, 2.0),
     "y": (8.6, 2.0),
     "gb": (8.6, 3.6),
-    "L": (10.0, 2.0),
+    "L": (10.3, 2.0),
 }
 EDGES = (  # forward edges; the backward pass runs each the other way
     ("x", "mu"),
@@ -38,11 +38,11 @@ EDGES = (  # forward edges; the backward pass runs each the other way
     ("gb", "y"),
     ("y", "L"),
 )
-BOX = (0.62, 0.36)  # half width and half height of a node
-BIG = (0.85, 0.55)  # the nodes that also print their gradient
+BOX = (0.68, 0.36)  # half width and half height of a node
+BIG = (0.95, 0.55)  # the nodes that also print their gradient
 BOXES = {"mu": BIG, "var": BIG, "gb": BIG}
 LABEL_AT = {  # where the gradients of the horizontal backward arrows are written
-    ("y", "L"): (9.3, 1.5),
+    ("y", "L"): (9.45, 1.5),
     ("x_hat", "y"): (7.8, 1.5),
     ("x", "xc"): (2.4, 1.5),
 }
@@ -100,7 +100,7 @@ def graph(c: Check) -> go.Figure:
             {"type": "rect", "x0": x - w, "x1": x + w, "y0": y - h, "y1": y + h,
              "line": {"color": "#555555", "width": 1.5}, "fillcolor": fill, "layer": "below"}
         )  # fmt: skip
-        fig.add_annotation(x=x, y=y, text=labels[name], showarrow=False, font={"size": 15})
+        fig.add_annotation(x=x, y=y, text=labels[name], showarrow=False, font={"size": 14})
     for a, b in EDGES:
         x0, y0, x1, y1 = _edge_points(a, b, 0.08)
         fig.add_annotation(
@@ -123,12 +123,12 @@ def graph(c: Check) -> go.Figure:
         showarrow=False, font={"color": BACK, "size": 13},
     )  # fmt: skip
     fig.update_layout(shapes=shapes)
-    fig.update_xaxes(visible=False, range=[-0.1, 10.8])
+    fig.update_xaxes(visible=False, range=[-0.1, 11.1])
     fig.update_yaxes(visible=False, range=[0.6, 4.25])
     fig.update_layout(margin={"t": 60, "b": 10, "l": 10, "r": 10})
     return style.styled(
         fig,
-        f"Unit #{j}: the forward pass in black, backward in vermillion",
+        f"Unit #{j}: forward pass in black, backward in vermillion",
         400,
     )
 

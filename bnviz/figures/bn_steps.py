@@ -359,10 +359,13 @@ def axes_picture(kind: str, n: int = 5, d: int = 6, hw: int = 4, groups: int = 3
     fig.add_annotation(
         x=ox + d / 2 + 1, y=-1.8, text=stats[1], showarrow=False, font={"color": color}
     )
-    fig.update_xaxes(visible=False, range=[-1.5, ox + d + hw * ex + 3.2])
-    fig.update_yaxes(visible=False, range=[-2.4, n + hw * ey + 2.7], scaleanchor="x")
+    fig.update_xaxes(visible=False, range=[-1.5, ox + d + hw * ex + 3.2], constrain="domain")
+    fig.update_yaxes(  # square cells, the drawing right under the title at any width
+        visible=False, range=[-2.4, n + hw * ey + 2.7], scaleanchor="x", constrain="domain",
+        constraintoward="top",
+    )  # fmt: skip
     fig.update_layout(margin={"t": 50, "b": 0, "l": 0, "r": 0})
-    return style.styled(fig, f"{NORM_TITLES[kind]}: filled cells share one mean and variance", 560)
+    return style.styled(fig, f"{NORM_TITLES[kind]}: filled cells share one mean and variance", 520)
 
 
 def conv_maps(cb: ConvBatch, example: int = 0) -> go.Figure:

@@ -193,3 +193,25 @@ def test_sliders_at_both_ends():
         assert not at.warning
         assert len(charts(at)) == N_CHARTS
         assert float(metrics(at)[SUM]) < 1e-12
+
+
+def test_torch_is_imported_only_when_the_check_runs():
+    """The default view never imports torch (seconds on a small machine): a fresh process
+    opens the page, then switches the PyTorch check on."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys\n"
+        "from tests.helpers import open_page\n"
+        "at = open_page('backprop')\n"
+        "before = 'torch' in sys.modules\n"
+        "at.toggle(key='backprop.torch').set_value(True).run()\n"
+        "print(before, 'torch' in sys.modules, len(at.exception))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert out.stdout.split()[-3:] == ["False", "True", "0"], out.stderr[-2000:]
