@@ -6,7 +6,6 @@ import streamlit as st
 
 from bnviz.app import pieces, run, widgets
 from bnviz.app.controls import Control, log_grid, seed_control
-from bnviz.app.lessons import BY_STEM
 from bnviz.experiments import backprop as bp
 from bnviz.figures import backprop as figs
 from bnviz.gradcheck import rel_error
@@ -346,7 +345,7 @@ st.markdown(
    below, follows this through training). Measured on this batch:
 """
 )
-st.page_link(BY_STEM["scale"].path, label=BY_STEM["scale"].title, icon=BY_STEM["scale"].icon)
+pieces.lesson_link("scale", "Scale invariance and gamma/beta: the same fact through training")
 left, right = st.columns([3, 2])
 left.table(
     {
@@ -364,23 +363,32 @@ right.caption(
 
 # ----------------------------------------------------------------------------- part 5
 st.header("5 · Predict, then reveal")
+shown = pieces.predict(
+    f"{PAGE}.constant", "If every upstream gradient ∂L/∂yᵢ is the same number, what is ∂L/∂x?"
+)
 guess = st.radio(
-    "**If every upstream gradient ∂L/∂yᵢ is the same number, what is ∂L/∂x?**",
+    "Your guess",
     ["that number times γ/√(σ²+ε)", "that number divided by m", "zero", "it depends on x"],
     index=None,
     key=f"{PAGE}.predict-constant",
 )
-with st.expander("Reveal", expanded=c.upstream == "constant"):
-    if guess == "zero":
-        st.markdown("Right.")
-    st.markdown(
-        f"**Zero.** Adding the same number c to every yᵢ is what β does: the loss changes by "
-        f"c·Σᵢ ∂L/∂yᵢ through β, and nothing reaches x, because x̂ has mean 0 whatever x is. In "
-        f"the compact form, g is constant, so m gᵢ − Σ g = 0 and Σ g x̂ = c Σ x̂ = 0. On this "
-        f"batch with ∂L/∂y = {bp.CONSTANT:g} everywhere: the largest |∂L/∂xᵢ| is "
-        f"**{sci(f.constant_dx)}**, against {sci(f.constant_scale)} for a single entry of "
-        f"γ ∂L/∂y/√(σ²+ε): zero up to float64 rounding."
-    )
+if shown:
+    with st.expander("Reveal", expanded=c.upstream == "constant"):
+        if guess == "zero":
+            st.markdown("Right.")
+        st.markdown(
+            f"**Zero.** Adding the same number c to every yᵢ is what β does: the loss changes by "
+            f"c·Σᵢ ∂L/∂yᵢ through β, and nothing reaches x, because x̂ has mean 0 whatever x is. In "
+            f"the compact form, g is constant, so m gᵢ − Σ g = 0 and Σ g x̂ = c Σ x̂ = 0. On this "
+            f"batch with ∂L/∂y = {bp.CONSTANT:g} everywhere: the largest |∂L/∂xᵢ| is "
+            f"**{sci(f.constant_dx)}**, against {sci(f.constant_scale)} for a single entry of "
+            f"γ ∂L/∂y/√(σ²+ε)"
+            + (
+                ": zero up to float64 rounding."
+                if f.constant_dx <= 1e-10 * f.constant_scale
+                else "."
+            )
+        )
 
 pieces.notice_box(
     "What to notice",

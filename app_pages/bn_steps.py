@@ -217,7 +217,11 @@ LINES = [
         r"\hat x_i = \frac{x_i - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}}",
         f"**Line 3, normalize:** divide by √(σ_B² + ε) = {num(w.std_eps, 6)}. Now mean "
         f"{sci(float(w.x_hat.mean()))} and variance σ_B²/(σ_B² + ε) = {w.x_hat_var:.6f}: "
-        f"just under 1 because of ε.",
+        + (
+            "just under 1 because of ε."
+            if w.x_hat_var > 0.99
+            else "well under 1: σ_B² is not much larger than ε here."
+        ),
     ),
     (
         "y",
@@ -286,30 +290,34 @@ single = bs.single_check(float(lb.x[0, j]), w.gamma, w.beta, eps)
 left, right = st.columns(2)
 with left:
     st.subheader("m = 2")
+    shown = pieces.predict(
+        f"{PAGE}.pair", "With a batch of two, what are the two x̂, whatever the two inputs?"
+    )
     prediction = st.radio(
-        "**Predict first:** with a batch of two, what are the two x̂, whatever the two inputs?",
+        "Your guess",
         ["it depends on the inputs", "0 and 0", "−1 and +1, almost exactly", "the inputs"],
         index=None,
         key=f"{PAGE}.predict-pair",
     )
-    with st.expander("Reveal", expanded=m == 2):
-        if prediction == "−1 and +1, almost exactly":
-            st.markdown("Right.")
-        st.markdown(
-            f"With two values μ_B is their midpoint and both sit the same distance from it: "
-            f"σ_B² = v = ((x₁ − x₂)/2)², so x̂ = ±√(v/(v + ε)) whatever x₁ and x₂ are. On the "
-            f"first two digits of this batch: x = ({pair.x[0]:.6g}, {pair.x[1]:.6g}), "
-            f"v = {pair.var:.6g}, Algorithm 1 gives x̂ = ({pair.x_hat[0]:.12f}, "
-            f"{pair.x_hat[1]:.12f}); the closed form ±{pair.magnitude:.12f}; difference "
-            f"{sci(pair.error)}. Whatever the net does before it, this unit can only tell the "
-            f"next layer *which* of the two was larger."
-        )
-        if pair.magnitude < 0.99:
+    if shown:
+        with st.expander("Reveal", expanded=m == 2):
+            if prediction == "−1 and +1, almost exactly":
+                st.markdown("Right.")
             st.markdown(
-                f"Here that is only ±{pair.magnitude:.3f}: the two values are so close that "
-                f"v = {pair.var:.2g} is not much larger than ε = {eps:g}. Lower ε, or pick "
-                f"another unit, and it is ±1 to many digits."
+                f"With two values μ_B is their midpoint and both sit the same distance from it: "
+                f"σ_B² = v = ((x₁ − x₂)/2)², so x̂ = ±√(v/(v + ε)) whatever x₁ and x₂ are. On the "
+                f"first two digits of this batch: x = ({pair.x[0]:.6g}, {pair.x[1]:.6g}), "
+                f"v = {pair.var:.6g}, Algorithm 1 gives x̂ = ({pair.x_hat[0]:.12f}, "
+                f"{pair.x_hat[1]:.12f}); the closed form ±{pair.magnitude:.12f}; difference "
+                f"{sci(pair.error)}. Whatever the net does before it, this unit can only tell the "
+                f"next layer *which* of the two was larger."
             )
+            if pair.magnitude < 0.99:
+                st.markdown(
+                    f"Here that is only ±{pair.magnitude:.3f}: the two values are so close that "
+                    f"v = {pair.var:.2g} is not much larger than ε = {eps:g}. Lower ε, or pick "
+                    f"a unit whose two values differ more, and it comes closer to ±1."
+                )
 with right:
     st.subheader("m = 1")
     st.markdown(
@@ -410,10 +418,11 @@ st.markdown(
     "In an MLP, BN keeps one mean and one variance **per unit**, over the N examples of the "
     "batch: statistics of shape 1 × D. In a conv net a channel is the same filter at every "
     "position, so BN keeps one per **channel**, over the examples *and* all H × W positions: "
-    "shape 1 × C × 1 × 1. LayerNorm and GroupNorm take the other axes (the lesson on variants "
-    "trains them): LayerNorm one statistic per example over all its units, GroupNorm per "
-    "example and group of units, InstanceNorm per example and channel."
+    "shape 1 × C × 1 × 1. LayerNorm and GroupNorm take the other axes: LayerNorm one "
+    "statistic per example over all its units, GroupNorm per example and group of units, "
+    "InstanceNorm per example and channel."
 )
+pieces.lesson_link("variants", "Variants and pitfalls: LayerNorm and GroupNorm trained")
 cb = bs.conv_batch(lb, values["seed"], eps)
 st.markdown(
     f"**On a real tensor.** The same {m} digits, each an 8 × 8 one-channel image, through one "

@@ -140,7 +140,7 @@ def test_garbage_link_falls_back_with_a_notice():
     for key in query:
         if key != "junk":
             assert f"{key}={query[key]}" in warning.value, key
-    assert "junk is not a setting" in warning.value
+    assert "` junk ` is not a setting" in warning.value
     assert at.slider(key="backprop.m").value == 60
     assert len(charts(at)) == N_CHARTS
 
@@ -163,6 +163,18 @@ def test_predict_then_reveal():
     assert_clean(at)
     reveal = next(e for e in at.expander if e.label == "Reveal")
     assert reveal.markdown[0].value == "Right."
+
+
+def test_presenter_mode_holds_the_answer_until_asked():
+    at = open_page("backprop")
+    at.session_state["present"] = True  # the sidebar toggle, switched on
+    at.run()
+    assert_clean(at)
+    assert not [e for e in at.expander if e.label == "Reveal"]
+    at.button(key="backprop.constant.reveal").click().run()
+    assert_clean(at)
+    reveal = next(e for e in at.expander if e.label == "Reveal")
+    assert "**Zero.**" in reveal.markdown[-1].value
 
 
 def test_sliders_at_both_ends():

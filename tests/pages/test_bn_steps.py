@@ -152,7 +152,7 @@ def test_garbage_link_falls_back_with_a_notice():
         "norm_view=<script>",
         "rho=2",
         "preset=no-such-preset",
-        "junk is not a setting",
+        "` junk ` is not a setting",
     ):
         assert words in warning.value, words
     assert at.slider(key="bn_steps.m").value == 60
@@ -198,6 +198,18 @@ def test_moving_the_view_controls():
     assert_clean(at)
     reveal = next(e for e in at.expander if e.label == "Reveal")
     assert reveal.markdown[0].value == "Right."
+
+
+def test_presenter_mode_holds_the_answer_until_asked():
+    at = open_page("bn-steps")
+    at.session_state["present"] = True  # the sidebar toggle, switched on
+    at.run()
+    assert_clean(at)
+    assert not [e for e in at.expander if e.label == "Reveal"]
+    at.button(key="bn_steps.pair.reveal").click().run()
+    assert_clean(at)
+    reveal = next(e for e in at.expander if e.label == "Reveal")
+    assert "x̂ = ±√(v/(v + ε))" in reveal.markdown[-1].value
 
 
 def test_sliders_at_both_ends():
