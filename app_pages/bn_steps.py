@@ -256,9 +256,9 @@ with st.expander(f"All {m} values through every line (table)"):
 # ----------------------------------------------------------------------------- part 2
 st.header("2 · What γ and β can undo, and what small batches do")
 ident = w if affine == "identity" else bs.walk(lb, j, "identity", gamma, beta, eps)
-cols = st.columns(4)
+cols = [*st.columns(2), *st.columns(2)]  # two rows: the values fit 1280 pixels
 cols[0].metric("γ, β in use", f"{w.gamma:.4g}, {w.beta:.4g}")
-cols[1].metric("mean and std of y", f"{w.y.mean():.4g}, {w.y.std():.4g}")
+cols[1].metric("mean and std of y", f"{w.y.mean():.2g}, {w.y.std():.4g}")
 cols[2].metric(
     "max |y − x| now",
     sci(w.identity_error),
@@ -327,7 +327,7 @@ with right:
         f"dL/dx is {single.dx:g}: the layers below could never learn. That is why training "
         f"refuses a batch of one. This app's BatchNorm1d says:"
     )
-    st.code(single.refusal, language=None)
+    st.code(single.refusal, language=None, wrap_lines=True)
     st.caption(
         "PyTorch refuses it too (ValueError: Expected more than 1 value per channel when "
         "training). At inference a batch of one is fine: BN then uses the running statistics."
@@ -360,10 +360,10 @@ cols[1].metric(
 )
 cols[2].metric("N(0, 1): near-linear", f"{sr.normal_linear:.1%}")
 cols[3].metric(
-    f"layer {layer}, trained γ, β",
-    f"{sr.layer_linear:.0%} near-linear",
-    help=f"All 100 units of the layer on this batch, each with the γ and β training chose; "
-    f"{sr.layer_saturated:.1%} of them saturated.",
+    f"layer {layer}: near-linear",
+    f"{sr.layer_linear:.1%}",
+    help=f"All {lb.x.shape[1]} units of the layer on this batch, each with the γ and β training "
+    f"chose; {sr.layer_saturated:.1%} of their inputs saturated.",
 )
 pieces.chart(figs.sigmoid_regime(sr, j), key="sigmoid")
 

@@ -267,7 +267,7 @@ def cost_chart(cost: WhiteningCost) -> go.Figure:
     fig.update_xaxes(type="log", title_text="units D", tickvals=cost.dims.tolist())
     lo = float(1e3 * min(cost.bn.min(), cost.covariance.min()))
     hi = float(1e3 * cost.whiten.max())
-    fig.update_yaxes(type="log", title_text="milliseconds per batch")
+    fig.update_yaxes(type="log", title_text="ms per batch")
     common.set_log_ticks(fig, lo, hi)
     fig.update_layout(margin={"t": 130})
     return style.styled(fig, f"Measured here, m = {cost.m}", 430)
