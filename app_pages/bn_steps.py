@@ -391,16 +391,18 @@ st.markdown(
     f"**Why BN does not whiten: the cost.** Whitening a layer of D units needs the D × D "
     f"covariance of the batch (m·D² multiply-adds), its eigendecomposition (about D³) and a "
     f"product, at every training step, and the gradient must flow back through all of it. BN "
-    f"needs one mean and one variance per unit (m·D). Measured on this machine, one batch of "
+    f"needs one mean and one variance per unit (m·D). Measured with this run, one batch of "
     f"m = {cost.m}: at D = {cost.dims[big]:,} whitening took **{1e3 * cost.whiten[big]:.1f} ms**, "
     f"BN **{1e3 * cost.bn[big]:.3f} ms**, {cost.ratio[big]:,.0f} times longer, for the forward "
     f"pass alone."
 )
 st.table(cost.rows(), hide_index=True)
 left, right = st.columns([2, 3], vertical_alignment="center")
+fewest, most = int(cost.repeats.min()), int(cost.repeats.max())
 left.caption(
-    f"Timed on this machine when this run was made, on one CPU core with numpy: the best of "
-    f"{int(cost.repeats.min())} to {int(cost.repeats.max())} runs per width. Whitening here is "
+    "Timed where and when this run was made (the default view's run ships with the app), on "
+    f"one CPU core with numpy: the best of "
+    f"{most if fewest == most else f'{fewest} to {most}'} runs per width. Whitening here is "
     "ZCA: the covariance, numpy.linalg.eigh, then (x − μ) U diag(1/√(λ + ε)) Uᵀ. BN is "
     f"functional.batchnorm_forward. Fitted log-log slopes here: BN {cost.slope(cost.bn):.1f}, "
     f"covariance {cost.slope(cost.covariance):.1f}, eigendecomposition "

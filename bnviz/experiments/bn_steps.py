@@ -20,6 +20,8 @@ student picks:
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import time
 from collections.abc import Callable
@@ -116,7 +118,7 @@ def config(lr: float, steps: int, seed: int) -> TrainConfig:
 
 @dataclass
 class Snapshots:
-    """The run's net at step 0, mid-run and the end, and the whitening cost measured here."""
+    """The run's net at step 0, mid-run and the end, and the whitening cost measured with it."""
 
     config: TrainConfig
     steps: dict[str, int]  # "start" / "mid" / "end" -> step
@@ -162,7 +164,51 @@ def run(
     )
 
 
-EXPERIMENT = Experiment("bn_steps", run, processes=2)
+def snapshots_to_npz(snap: Snapshots) -> bytes:
+    """A run as an npz file (how the page's default run ships): numbers and JSON only."""
+    arrays = {
+        "config": np.array(json.dumps(snap.config.as_dict(), sort_keys=True)),
+        "steps": np.array([snap.steps[at] for at in AT]),
+        "test_acc": np.array([snap.test_acc[at] for at in AT]),
+        "diverged_at": np.array(-1 if snap.diverged_at is None else snap.diverged_at),
+    }
+    for at in AT:
+        arrays.update({f"state/{at}/{k}": v for k, v in snap.states[at].items()})
+    c = snap.cost
+    arrays.update({f"cost/{k}": getattr(c, k) for k in COST_FIELDS})
+    arrays["cost/m"] = np.array(c.m)
+    return npz_bytes(arrays)
+
+
+def snapshots_from_npz(raw: bytes) -> Snapshots:
+    """Back from ``snapshots_to_npz``; never unpickles."""
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    diverged = int(arrays["diverged_at"])
+    return Snapshots(
+        config=TrainConfig.from_dict(json.loads(str(arrays["config"]))),
+        steps={at: int(v) for at, v in zip(AT, arrays["steps"], strict=True)},
+        states={
+            at: {k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith(f"state/{at}/")}
+            for at in AT
+        },
+        test_acc={at: float(v) for at, v in zip(AT, arrays["test_acc"], strict=True)},
+        diverged_at=None if diverged < 0 else diverged,
+        cost=WhiteningCost(int(arrays["cost/m"]), *(arrays[f"cost/{k}"] for k in COST_FIELDS)),
+    )
+
+
+EXPERIMENT = Experiment(
+    "bn_steps",
+    run,
+    processes=2,
+    shipped={  # the page's default run, so its first paint waits for no training
+        "bn-steps-default": config(DEFAULTS["lr"], DEFAULTS["steps"], DEFAULTS["seed"])
+    },
+    encode=snapshots_to_npz,
+    decode=snapshots_from_npz,
+)
+COST_FIELDS = ("dims", "bn", "covariance", "eigen", "apply", "repeats")  # WhiteningCost's arrays
 
 
 def net_at(snap: Snapshots, at: str) -> MLP:

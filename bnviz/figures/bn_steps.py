@@ -270,7 +270,7 @@ def cost_chart(cost: WhiteningCost) -> go.Figure:
     fig.update_yaxes(type="log", title_text="ms per batch")
     common.set_log_ticks(fig, lo, hi)
     fig.update_layout(margin={"t": 130})
-    return style.styled(fig, f"Measured here, m = {cost.m}", 430)
+    return style.styled(fig, f"Measured, m = {cost.m}", 430)
 
 
 # --------------------------------------------------------------------------- the axes

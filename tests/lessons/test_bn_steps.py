@@ -380,3 +380,32 @@ def test_the_net_is_the_papers(snap):
     model = build_model(snap.config, data.n_features, data.n_classes)
     assert model.sizes == (64, 100, 100, 100, 10)
     assert model.activation == "sigmoid" and model.batchnorm
+
+
+def test_a_run_survives_its_npz_and_the_default_ships(snap):
+    """The stored form gives back every number the page reads, exactly; the page's default
+    config is the shipped one, and its asset loads to the same net as a fresh run's start."""
+    back = bs.snapshots_from_npz(bs.snapshots_to_npz(snap))
+    assert back.config == snap.config
+    assert back.steps == snap.steps and back.test_acc == snap.test_acc
+    assert back.diverged_at == snap.diverged_at
+    for at in bs.AT:
+        assert back.states[at].keys() == snap.states[at].keys()
+        for k, v in snap.states[at].items():
+            np.testing.assert_array_equal(back.states[at][k], v)
+    for k in bs.COST_FIELDS:
+        np.testing.assert_array_equal(getattr(back.cost, k), getattr(snap.cost, k))
+    assert back.cost.m == snap.cost.m
+    lb, lb_back = (bs.layer_batch(s, "end", 3, 60, 0) for s in (snap, back))
+    np.testing.assert_array_equal(lb.x, lb_back.x)
+
+    from bnviz import assets
+
+    d = bs.DEFAULTS
+    cfg = bs.config(d["lr"], d["steps"], d["seed"])
+    name = bs.EXPERIMENT.shipped_name(cfg)
+    assert name == "bn-steps-default"
+    stored = assets.load(name, bs.EXPERIMENT.decode)
+    assert stored.config == cfg and stored.steps == {"start": 0, "mid": 500, "end": 1000}
+    fresh_start = bs.layer_batch(bs.run(bs.config(d["lr"], 2, d["seed"])), "start", 3, 60, 0)
+    np.testing.assert_allclose(bs.layer_batch(stored, "start", 3, 60, 0).x, fresh_start.x, 1e-12)
