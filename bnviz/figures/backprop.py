@@ -130,6 +130,7 @@ def graph(c: Check) -> go.Figure:
         fig,
         f"Unit #{j}: forward pass in black, backward in vermillion",
         400,
+        wide=True,
     )
 
 

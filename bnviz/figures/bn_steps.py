@@ -186,6 +186,7 @@ def sigmoid_regime(sr: SigmoidRegime, unit: int) -> go.Figure:
         f"Unit #{unit}: {sr.linear_fraction:.0%} near-linear, {sr.saturated_fraction:.0%} "
         "saturated",
         470,
+        wide=True,
     )
 
 
@@ -240,7 +241,7 @@ def planes(wh: Whitening) -> go.Figure:
     fig.update_yaxes(title_text=wh.labels[1], row=1, col=1)
     fig.update_layout(margin={"t": 150})
     what = "two real units of the layer" if wh.source == "real" else "generated points"
-    return style.styled(fig, f"Standardize vs whiten: {what}", 480)
+    return style.styled(fig, f"Standardize vs whiten: {what}", 480, wide=True)
 
 
 def cost_chart(cost: WhiteningCost) -> go.Figure:
@@ -365,7 +366,8 @@ def axes_picture(kind: str, n: int = 5, d: int = 6, hw: int = 4, groups: int = 3
         constraintoward="top",
     )  # fmt: skip
     fig.update_layout(margin={"t": 50, "b": 0, "l": 0, "r": 0})
-    return style.styled(fig, f"{NORM_TITLES[kind]}: filled cells share one mean and variance", 520)
+    title = f"{NORM_TITLES[kind]}: filled cells share one mean and variance"
+    return style.styled(fig, title, 520, wide=True)
 
 
 def conv_maps(cb: ConvBatch, example: int = 0) -> go.Figure:
@@ -408,7 +410,7 @@ def conv_maps(cb: ConvBatch, example: int = 0) -> go.Figure:
         fig.layout[f"xaxis{suffix}"].update(constrain="domain")
     fig.update_layout(margin={"t": 80, "b": 10})
     return style.styled(
-        fig, f"Example {example} of the batch: random 3×3 conv, then BatchNorm2d", 470
+        fig, f"Example {example} of the batch: random 3×3 conv, then BatchNorm2d", 470, wide=True
     )
 
 
@@ -481,4 +483,5 @@ def sigma_eps(se: SigmaEps) -> go.Figure:
         fig,
         f"√(σ² + ε) vs σ + ε: within 1% only above σ = {se.differ_below:.3g}",
         480,
+        wide=True,
     )
