@@ -79,6 +79,23 @@ LESSONS = (
         "in two real networks trained side by side (the paper's Figure 1, live).",
     ),
     Lesson(
+        "bn_steps",
+        "BN step by step (Algorithm 1)",
+        "How BN works",
+        ":material/stairs:",
+        "Algorithm 1's four lines on a real mini-batch: μ, σ², x̂, y; what γ and β can undo; "
+        "the sigmoid's linear regime; standardize vs whiten; per unit vs per channel.",
+        nav="BN step by step",
+    ),
+    Lesson(
+        "backprop",
+        "Backprop through BN",
+        "How BN works",
+        ":material/account_tree:",
+        "The chain rule through μ and σ² on your own batch, checked live against finite "
+        "differences and PyTorch; why the gradient has no mean or scale component.",
+    ),
+    Lesson(
         "inference",
         "Training vs inference (Algorithm 2)",
         "How BN works",
