@@ -86,6 +86,15 @@ LESSONS = (
         "BN(aWu) = BN(Wu): larger weights get smaller gradients, the effective learning rate "
         "falls by itself, and gamma and beta take over a unit's scale and offset.",
     ),
+    Lesson(
+        "variants",
+        "Variants and pitfalls",
+        "Other normalizers",
+        ":material/tune:",
+        "BN, LayerNorm and GroupNorm trained at batch sizes 2 to 64; dropout's variance shift "
+        "measured against Li et al.'s formula; why BN fails at batch size 1 and in RNNs.",
+        nav="Variants and pitfalls",
+    ),
 )
 BY_STEM = {lesson.stem: lesson for lesson in LESSONS}
 BY_SLUG = {lesson.slug: lesson for lesson in LESSONS}
