@@ -136,8 +136,8 @@ for kind in ("BN", "LN", "GN"):
     stats.append(f"{kind}'s set: {count} values, mean {mu:.2f}, std {sd:.2f}")
 st.caption(
     "The outlined values are those that share the mean of digit #1's unit "
-    f"{axes.unit + 1}. {'; '.join(stats)}. Each set comes out with mean 0 and variance 1 "
-    "(bottom row)."
+    f"{axes.unit + 1}. {'; '.join(stats)}. Each set comes out with mean 0 and variance "
+    "v / (v + ε), about 1 (bottom row)."
 )
 if groups == 64:
     st.info(
@@ -154,8 +154,9 @@ except ValueError as err:
     st.error(f"These settings cannot run: {err}")
     st.stop()
 g0 = grid_cfgs[0]
+act_name = vr.activation_name(values["activation"])
 st.markdown(
-    f"The same net (digits, {values['depth']} × 64 {values['activation']} units, **He "
+    f"The same net (digits, {values['depth']} × 64 {act_name} units, **He "
     "initialization**) with no normalization, BN, LN and GN, at batch sizes "
     f"{', '.join(str(m) for m in g0.batch_sizes)}. Every net sees the same "
     f"**{g0.examples:,} examples** (batch 2 takes {g0.examples // 2:,} steps, batch 64 "
@@ -168,8 +169,8 @@ st.markdown(
     "nothing."
 )
 st.caption(
-    "Predict first: at batch 2, which normalization loses the most accuracy, and which "
-    "loses none? Then look at the chart, and at the Group Norm paper's numbers beside it."
+    "Predict first: at batch 2, which normalization loses the most accuracy? Does any lose "
+    "none? Then look at the chart, and at the Group Norm paper's numbers beside it."
 )
 results = [run.run_experiment(vr.EXPERIMENT, cfg) for cfg in grid_cfgs]
 grid = results if all(r is not None for r in results) else None
@@ -307,6 +308,16 @@ if dropout is not None:
         pieces.chart(
             run.figure(dropout_cfg, dropout, figs.dropout_accuracy, no_dropout), key="dropout-acc"
         )
+        st.caption(
+            "*every block*: dropout after each hidden block; *recalibrated*: the same weights, "
+            "BN's statistics re-estimated on the training split with dropout off; *last BN "
+            "only*: dropout only before the output layer"
+            + (
+                "; *no dropout*: the grid's BN net at batch 32, same start and batches."
+                if no_dropout is not None
+                else "."
+            )
+        )
     st.markdown("\n".join(f"- {line}." for line in vr.describe_shift(dropout)))
     notes = vr.describe_shift_gap(dropout)
     if notes:
@@ -372,8 +383,9 @@ if grid is not None:
             st.markdown(
                 f"Alone in train mode, every one of the {len(one.predicted_one)} test digits "
                 f"gets the same answer, **{int(classes[0])}**: the net's output no longer "
-                "depends on its input. In eval mode BN divides by running statistics instead "
-                "and the same net works, which is why inference uses them (Algorithm 2)."
+                "depends on its input. In eval mode BN divides by running statistics instead, "
+                f"and the same net scores {vr.pct(one.acc_eval)}: that is why inference uses "
+                "them (Algorithm 2)."
             )
         else:
             st.markdown(
@@ -386,8 +398,8 @@ st.subheader("Recurrent nets")
 seqs = vr.sequences(seed=values["seed"])
 st.markdown(
     "A recurrent net applies the same layer at every time step of a sequence. BN there needs "
-    "**statistics for every time step** (the inputs at step 1 and step 30 are distributed "
-    "differently), and sentences in a batch have **different lengths**: at step t only the "
+    "**statistics for every time step** (the inputs at step 1 and at step 30 need not be "
+    "distributed alike), and sentences in a batch have **different lengths**: at step t only the "
     "sequences still running contribute, so late steps average over a handful of examples, "
     "then one, then none. A test sentence longer than any training one reaches steps that "
     "have no statistics at all. LayerNorm normalizes the units of one example at one step: "

@@ -126,6 +126,11 @@ def base_config(activation: str, depth: int, seed: int, examples: int = 12800) -
     )
 
 
+def activation_name(name: str) -> str:
+    """The nonlinearity as students write it: "ReLU", "sigmoid"."""
+    return F.ACTIVATIONS[name].title
+
+
 def scaled_lr(lr: float, batch_size: int) -> float:
     """The Group Norm paper's rule (after Goyal et al.): the rate proportional to the batch."""
     return float(lr) * batch_size / REFERENCE_BATCH

@@ -282,7 +282,7 @@ def batch_size_chart(results: Sequence[KindResult]) -> go.Figure:
     ticks = [t for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if lo <= t <= hi]
     fig.update_yaxes(
         type="log", range=[math.log10(lo), math.log10(hi)], tickvals=ticks,
-        ticktext=[f"{100 * t:g}%" for t in ticks], title_text="test error (log scale)",
+        ticktext=[f"{100 * t:g}%" for t in ticks], title_text="test error = 1 − accuracy (log)",
     )  # fmt: skip
     return style.styled(
         fig,
@@ -396,8 +396,6 @@ def shift_chart(result: DropoutResult) -> go.Figure:
             go.Bar(
                 x=layers, y=common.rounded(values, 4), name=name,
                 marker={"color": color, "pattern": {"shape": pattern}},
-                text=["" if not math.isfinite(v) else f"{v:.2f}" for v in values],
-                textposition="outside",
                 hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
             )
         )  # fmt: skip
@@ -411,10 +409,8 @@ def shift_chart(result: DropoutResult) -> go.Figure:
         )
     )  # fmt: skip
     fig.update_layout(barmode="group", bargap=0.25)
-    fig.update_yaxes(range=[0, 1.25], title_text="Var_eval / Var_train of BN's input")
-    return style.styled(
-        fig, f"The variance shift in trained nets, keep probability {result.keep:g}"
-    )
+    fig.update_yaxes(range=[0, 1.2], title_text="Var_eval / Var_train")
+    return style.styled(fig, f"Variance shift, keep p = {result.keep:g}")
 
 
 def dropout_accuracy(result: DropoutResult, no_dropout: float | None = None) -> go.Figure:
@@ -442,10 +438,11 @@ def dropout_accuracy(result: DropoutResult, no_dropout: float | None = None) -> 
     )  # fmt: skip
     finite = [v for v in values if math.isfinite(v)] or [0.9]
     lo = max(0.0, math.floor(min(finite) * 20) / 20 - 0.05)
-    fig.update_xaxes(range=[lo, 1.06], tickformat=".0%", title_text="test accuracy", nticks=5)
+    ticks = [t / 100 for t in range(int(round(lo * 100)), 101, 5)]
+    fig.update_xaxes(range=[lo, 1.06], tickformat=".0%", title_text="test accuracy", tickvals=ticks)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(margin={"t": 70, "l": 20})
-    return style.styled(fig, f"Test accuracy, keep probability {result.keep:g}")
+    return style.styled(fig, f"Test accuracy, keep p = {result.keep:g}")
 
 
 # --------------------------------------------------------------------------- pitfalls

@@ -98,7 +98,7 @@ def test_every_preset(preset):
         assert "GN (64 groups)" in text(at)
     if preset.startswith("Heavy dropout"):
         assert at.query_params["keep"] == "0.3"
-        assert "keep probability 0.3" in " ".join(chart_title(f) for f in charts(at))
+        assert "keep p = 0.3" in " ".join(chart_title(f) for f in charts(at))
 
 
 def test_garbage_link_falls_back_with_a_notice():
