@@ -164,9 +164,9 @@ st.markdown(
     f"{values['lr']:g} × m / 32, as the Group Norm paper does (0.1 × N / 32). Two nets per "
     f"cell (seeds {values['seed']} and {values['seed'] + 1}), "
     f"{len(vr.GRID_NORMS) * len(g0.batch_sizes) * g0.seeds} nets in all, trained many at a "
-    "time. He init, not the paper's tiny Gaussian (std 0.01): with weights that small a "
-    "layer's units start nearly equal, and LN or GN would divide by a spread of almost "
-    "nothing."
+    "time. He init, not the paper's tiny Gaussian (std 0.01), so that no normalizer starts "
+    "at a disadvantage: at that scale a layer's units start nearly equal, and LN or GN over a "
+    "few nearly equal values divides small differences by a small spread."
 )
 st.caption(
     "Predict first: at batch 2, which normalization loses the most accuracy? Does any lose "
@@ -272,10 +272,11 @@ st.markdown(
     f"Two BN nets (batch 32, rate {values['lr']:g}, the same start and batches), with dropout "
     f"at keep probability {keep:g}: one **in every block** (Linear → BN → activation → "
     "dropout), so every BN after the first sees dropped inputs through the next Linear, and "
-    "one with **dropout after the last BN only**, where no BN sees it. With a Linear W between "
-    "the dropout and the BN the formula becomes Var_eval / (Var_eval + (1/p − 1) Σⱼ W²ₖⱼ E[aⱼ²]) "
-    "for unit k (Li et al.'s formula when W is one 1). After training, each BN's input is "
-    "measured over the training split in train mode (dropout on) and in eval mode (off)."
+    "one with **dropout after the last BN only**, where no BN sees it. With a Linear W "
+    "between the dropout and the BN the formula becomes "
+    "Var_eval / (Var_eval + (1/p − 1) Σⱼ W²ₖⱼ E[aⱼ²]) for unit k (Li et al.'s formula when W "
+    "is a single weight of 1). After training, each BN's input is measured over the training "
+    "split in train mode (dropout on) and in eval mode (off)."
 )
 st.caption(
     "Predict first: which of the three does best on the test split: dropout in every block, "
@@ -324,11 +325,10 @@ if dropout is not None:
         st.caption(notes)
     st.markdown(f"**{vr.describe_dropout(dropout)}**")
     st.caption(
-        "Re-estimating (Li et al.'s first fix) keeps every weight and changes only the BN "
-        "statistics, so it isolates the variance shift. Moving the dropout after the last BN "
-        "(their second) also drops fewer units in all, so part of any difference there is "
-        "less dropout, not only no shift. Li et al. report lower error from re-estimation in "
-        "every setting of their Table 3."
+        "Re-estimating keeps every weight and changes only the BN statistics, so it isolates "
+        "the variance shift. Moving the dropout after the last BN also drops fewer units in "
+        "all, so part of any difference there is less dropout, not only no shift. Li et al. "
+        "report lower error from re-estimating the statistics in every cell of their Table 3."
     )
 
 # ----------------------------------------------------------------------------- part 4
@@ -368,9 +368,8 @@ if grid is not None:
         cols[2].metric(
             "BN net, digits alone",
             vr.pct(one.acc_one),
-            help="Test accuracy in train mode, every test digit a batch of its own. In eval mode "
-            "(running "
-            f"statistics) the same net scores {vr.pct(one.acc_eval)}.",
+            help="Test accuracy in train mode, every test digit a batch of its own. In eval "
+            f"mode (running statistics) the same net scores {vr.pct(one.acc_eval)}.",
         )
         cols[3].metric(
             "LN net, any batch",
@@ -390,8 +389,8 @@ if grid is not None:
         else:
             st.markdown(
                 f"Alone in train mode, the {len(one.predicted_one)} test digits get "
-                f"{len(classes)} different answers: the last layers still see something of "
-                "the input. In eval mode BN divides by running statistics instead."
+                f"{len(classes)} different answers; in eval mode, with running statistics, the "
+                f"same net scores {vr.pct(one.acc_eval)}."
             )
 
 st.subheader("Recurrent nets")

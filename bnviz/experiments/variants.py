@@ -56,8 +56,6 @@ DROPOUT_REPS = 8  # train-mode passes over the training split when measuring var
 FORMULA_SAMPLES = 200_000
 FORMULA_BLOCKS = 25  # blocks of the sample whose spread gives the standard error
 GRID_NORMS = ("none", "batch", "layer", "group")  # the grid's normalizations, in the page's order
-TRAIN_DIGITS = 1437  # the digits split: 1,437 training and 360 test digits (bnviz.data)
-TEST_DIGITS = 360
 HIGHLIGHT_UNIT = 19  # unit 20 of the first layer: its companions are outlined in the figure
 RNN_HIDDEN = WIDTH  # LayerNorm's count in the sequence picture: the units of one example
 
@@ -105,6 +103,9 @@ EVERY = "BN + dropout in every block"
 LAST = "BN + dropout after the last BN"
 RECALIBRATED = "BN + dropout in every block, recalibrated"
 
+
+_DIGITS = load_data(TrainConfig(dataset="digits"))  # the split every net here uses
+TRAIN_DIGITS, TEST_DIGITS = len(_DIGITS.y_train), len(_DIGITS.y_test)
 
 # --------------------------------------------------------------------------- configs
 
@@ -537,8 +538,6 @@ class DropoutResult:
     test_acc: dict[str, float]  # EVERY, RECALIBRATED, LAST: test accuracy, eval mode
     shifts: dict[str, Shift]  # EVERY and LAST
     diverged: dict[str, int | None]
-    record_steps: dict[str, Array]
-    acc_curves: dict[str, Array]
 
     @property
     def recalibration_gain(self) -> float:
@@ -598,8 +597,6 @@ def run_dropout(
         test_acc={k: acc[k] for k in (EVERY, RECALIBRATED, LAST)},
         shifts=shifts,
         diverged=diverged,
-        record_steps={k: arms[k].record_steps for k in (EVERY, LAST)},
-        acc_curves={k: arms[k].test_acc for k in (EVERY, LAST)},
     )
 
 
