@@ -8,15 +8,20 @@ to the main script, Streamlit routes a fresh server's deep links straight to its
 this navigation).
 """
 
+from pathlib import Path
+
 import streamlit as st
 
-from bnviz.app import run
+from bnviz.app import present, run
 from bnviz.app.lessons import by_section
 
 st.set_page_config(
     page_title="bnviz: Batch Normalization, visualized",
-    page_icon=":material/stacked_line_chart:",
+    # an image this server serves: a Material-symbol icon would make browsers fetch it off
+    # the machine, from Google's font host
+    page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
     layout="wide",
+    initial_sidebar_state=present.sidebar_state(),
     menu_items={
         "About": "bnviz trains real networks, with and without Batch Normalization, "
         "side by side, and shows what happens inside them."
@@ -37,6 +42,8 @@ for section, members in by_section().items():
         lessons[id(page)] = lesson
         sections[section].append(page)
 run.warm_up_trainers()
+run.plotting_stack()
 page = st.navigation(sections)
+present.frame()
 st.title(lessons[id(page)].title)
 page.run()

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from bnviz.app import pieces, run, widgets
+from bnviz import functional as F
+from bnviz.app import pieces, run, widgets, wording
 from bnviz.app.controls import Control, activation_control, log_grid, seed_control
-from bnviz.data import DATASET_TITLES, PAGE_DATASETS
+from bnviz.data import DATASET_TITLES, PAGE_DATASETS, examples_word
 from bnviz.experiments import drift
 from bnviz.figures import animate, common
 from bnviz.figures import drift as figs
@@ -84,7 +85,40 @@ CONTROLS = [
         where="view",
         widget="segmented",
     ),
-    Control("unit", "Unit", "int", -1, lo=-1, hi=255, step=1, where="view", widget="select"),
+    Control(
+        "unit",
+        "Unit",
+        "int",
+        -1,
+        lo=-1,
+        hi=255,
+        step=1,
+        labels={-1: "a typical unit (median drift)"},
+        where="view",
+        widget="select",
+    ),
+    Control(
+        "view",
+        "Show",
+        "choice",
+        "animated",
+        options=("animated", "ridge"),
+        labels={"animated": "animated histograms", "ridge": "all steps at once"},
+        where="view",
+        widget="segmented",
+    ),
+    Control(
+        "axes",
+        "x axes",
+        "choice",
+        animate.AXES[0],
+        options=animate.AXES,
+        labels={"fixed": "fixed over training", "each step": "fitted to each step"},
+        help="Fixed: what moves on screen is the distribution. Fitted: each step fills the "
+        "panel, so a distribution that grew a hundredfold is still readable at step 0.",
+        where="view",
+        widget="segmented",
+    ),
     Control(
         "metric",
         "Drift measured against",
@@ -98,19 +132,19 @@ CONTROLS = [
 ]
 BY_NAME = {c.name: c for c in CONTROLS}
 TRAINING = [c.name for c in CONTROLS if c.where == "sidebar"]
+PRESETS = {name: {**p, **drift.VIEWS.get(name, {})} for name, p in drift.PRESETS.items()}
 
+values = widgets.page_controls(PAGE, CONTROLS, PRESETS, drift.PRESET_HELP)
 pieces.lead(
     "Two networks train side by side on the same batches from the same initial weights: one "
     "plain, one with Batch Normalization. Each panel shows what the units of a hidden layer "
-    "receive as input, measured on one fixed batch of test images, so any change you see comes "
-    "from the weights changing, not from the data.",
+    f"receive as input, measured on one fixed batch of test {examples_word(values['dataset'])}, "
+    "so any change you see comes from the weights changing, not from the data.",
 )
-PRESETS = {name: {**p, **drift.VIEWS.get(name, {})} for name, p in drift.PRESETS.items()}
-values = widgets.page_controls(PAGE, CONTROLS, PRESETS, drift.PRESET_HELP)
 try:
     cfg = drift.config(**{k: values[k] for k in TRAINING})
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 twins = run.run_experiment(drift.EXPERIMENT, cfg)
 if twins is None:
@@ -118,24 +152,95 @@ if twins is None:
 
 act = label("act_in", values["activation"])
 depth = len(cfg.hidden)
+plain_moves, bn_moves = drift.movements(twins.plain), drift.movements(twins.bn)
 cols = st.columns(4)
 for col, h in zip(cols[:2], twins, strict=True):
-    col.metric(
-        f"{h.label} net: test accuracy",
-        f"{h.test_acc[-1]:.1%}",
-        help=f"On the whole test split after {h.record_steps[-1]:,} steps.",
-    )
+    if h.diverged_at is None:
+        col.metric(
+            f"{h.label} net: test accuracy",
+            f"{h.test_acc[-1]:.1%}",
+            help=f"On the whole test split after {h.record_steps[-1]:,} steps.",
+        )
+    else:
+        col.metric(
+            f"{h.label} net: test accuracy",
+            "diverged",
+            help=f"It diverged at step {h.diverged_at:,}; its last measured test accuracy, at "
+            f"step {h.record_steps[-1]:,}, was {h.test_acc[-1]:.1%}.",
+        )
 for col, h in zip(cols[2:], twins, strict=True):
     reached = drift.steps_to_accuracy(h, drift.TARGET_ACC)
+    fine = drift.accuracy_resolution(h, reached)
     col.metric(
         f"{h.label} net: steps to {drift.TARGET_ACC:.0%}",
         "not reached" if reached is None else f"{reached:,}",
-        help="The first recorded step at which test accuracy reached the target.",
+        help=f"The first step at which test accuracy was {drift.TARGET_ACC:.0%} or more. It is "
+        f"measured every {cfg.eval_every} steps up to step {cfg.eval_until:,}"
+        + (f", then every {cfg.record_every:,}" if cfg.eval_until < cfg.steps else "")
+        + f", so this is exact to {fine:,} steps.",
     )
 pieces.divergence_notes(twins)
 
+
+def moved_words(h, m) -> str:
+    until = f" (until it diverged, at step {h.diverged_at:,})" if h.diverged_at is not None else ""
+    return (
+        f"{m.moved:.2f} from where it started, its spread {m.std_start:.2f} → "
+        f"{m.std_end:.2f}{until}"
+    )
+
+
+last_p, last_b = plain_moves[-1], bn_moves[-1]
+most = max(plain_moves, key=lambda m: m.moved).layer
+if cfg.placement == "before":
+    bn_role = (
+        f"With BN before the nonlinearity, each unit's {act} is BN's output: on the probe batch "
+        "its mean is the unit's β and its spread its γ, whatever the layers below do, so it "
+        "moves only as fast as training changes β and γ."
+    )
+else:
+    bn_role = (
+        f"Here BN sits after the nonlinearity, so what the {act} receives is a Linear output in "
+        "both nets; choose *BN input* to see what BN normalizes."
+    )
+sat = F.ACTIVATIONS[cfg.activation].saturation_threshold
+if sat is not None:
+    saturation = (
+        f"- **Saturation.** With {values['activation']} units, inputs beyond |z| = {sat:.1f} get "
+        f"less than a tenth of the peak gradient. At the end of this run "
+        f"{last_p.saturation_end:.0%} of the plain net's layer-{depth} inputs were there, "
+        f"{last_b.saturation_end:.0%} of the BN net's. Watch the saturation chart when you raise "
+        "the learning rate or the initial weight scale."
+    )
+elif cfg.activation == "relu":
+    saturation = (
+        "- **Dead units.** A ReLU unit that is off for every probe example passes no gradient. "
+        f"At the end of this run {last_p.saturation_end:.0%} of the plain net's layer-{depth} "
+        f"units were dead, {last_b.saturation_end:.0%} of the BN net's."
+    )
+else:
+    saturation = ""
+compared = wording.compare(last_b.moved, last_p.moved)
+notes = pieces.Notes(
+    "What to notice",
+    f"""
+- **How far did the inputs move?** In layer {depth} the plain net's {act} ended
+  {moved_words(twins.plain, last_p)}; the BN net's {moved_words(twins.bn, last_b)} (W1
+  distances, in the input's own units). BN's moved **{compared}**. In the plain net layer
+  {most} moved most. {bn_role}
+- **Is the wandering what slows the plain net down?** Ioffe & Szegedy called it *internal
+  covariate shift* and proposed BN to remove it. That is their **hypothesis**, not a measured
+  fact: later work (Santurkar et al., 2018) trained nets whose distributions moved *more* than
+  the plain net's, yet trained as fast as BN. Compare the drift chart with the accuracy chart:
+  does the net that drifts less always learn faster? Try tanh, ReLU, a smaller learning rate.
+{saturation}
+- **Same start, same batches.** At step 0 the BN input of the BN net *is* the plain net's
+  input (same weights); everything that differs later is BN's doing.
+""",
+)
+
 st.subheader("Inside one hidden layer")
-left, mid, right = st.columns([2, 2, 3])
+left, mid, right = st.columns([3, 3, 4])
 layer = widgets.view(PAGE, BY_NAME["layer"], left, options=range(1, depth + 1))
 site = widgets.view(
     PAGE,
@@ -146,73 +251,71 @@ site = widgets.view(
     "sits before it). The BN input is the Linear layer's output. The plain net has no BN: "
     "both show its Linear output.",
 )
-right.caption(
-    "**Predict first:** will the plain net's inputs stay where they start? And the BN net's? "
-    "Then press play, or drag the step slider. The axes stay fixed, so what moves is the "
-    "distribution; the grey outline is step 0."
-)
-tab_anim, tab_ridge = st.tabs(["Animated histograms", "All steps at once"])
-with tab_anim:
-    pieces.chart(run.figure(cfg, twins, animate.histograms_over_training, layer, site), "hist")
-with tab_ridge:
-    pieces.chart(run.figure(cfg, twins, figs.ridge, layer, site), key="ridge")
+shown = widgets.view(PAGE, BY_NAME["view"], right)
+axes = widgets.view(PAGE, BY_NAME["axes"], right, disabled=shown != "animated")
+if pieces.predict(
+    f"{PAGE}.hist",
+    "Will the plain net's inputs stay where they start? And the BN net's? Then press play, "
+    "or drag the step slider.",
+):
+    with notes.beside():
+        if shown == "animated":
+            hist = run.figure(cfg, twins, animate.histograms_over_training, layer, site, axes=axes)
+            pieces.chart(hist, key="hist")
+            st.caption(
+                (
+                    "The axes stay fixed over training, so what moves is the distribution. "
+                    if axes == "fixed"
+                    else "Each step fits its own axes: read the scale off the axis. "
+                )
+                + "The grey outline is step 0."
+            )
+        else:
+            pieces.chart(run.figure(cfg, twins, figs.ridge, layer, site), key="ridge")
 
-st.subheader("The paper's Figure 1, reproduced")
-st.markdown(
-    f"Ioffe & Szegedy trained 3 hidden layers of 100 sigmoid units on MNIST for 50,000 steps. "
-    f"(a) BN reaches higher test accuracy faster; (b, c) the 15th, 50th and 85th percentiles "
-    f"of a typical unit's {act} in the last hidden layer move in mean and spread without BN, "
-    f"and much less with it. Choose the preset *Paper Figure 1* for the full-length run."
-)
-width = cfg.hidden[0]
+paper = drift.is_paper_run(cfg)
+st.subheader("The paper's Figure 1, reproduced" if paper else "The paper's Figure 1, this run")
 typical = figs.typical_unit(twins.plain, depth)
+width = cfg.hidden[0]
 unit = widgets.view(
     PAGE,
     BY_NAME["unit"],
     options=range(-1, width),
     label=f"Unit of hidden layer {depth}",
-    format=lambda u: f"a typical unit (#{typical}, median drift)" if u < 0 else f"#{u}",
 )
+chosen = typical if unit < 0 else unit
+moves = [drift.median_move(h, depth, chosen) for h in twins]
+st.markdown(
+    "Ioffe & Szegedy trained 3 hidden layers of 100 sigmoid units on MNIST for 50,000 steps: "
+    "(a) with BN test accuracy rose faster and higher; (b, c) the 15th, 50th and 85th "
+    "percentiles of a typical unit's sigmoid input in the last hidden layer moved in mean and "
+    f"spread without BN, and much less with it. This run: {depth} × {width} "
+    f"{values['activation']} units on {DATASET_TITLES[cfg.dataset]}, {cfg.steps:,} steps. "
+    f"Unit #{chosen}'s median {act} moved {moves[0]:.2f} in the plain net and {moves[1]:.2f} "
+    f"with BN." + ("" if paper else " Choose the preset *Paper Figure 1* for the paper's settings.")
+)
+if unit < 0:
+    st.caption(
+        f"The typical unit is #{typical}: of layer {depth}'s units, its median {act} moved the "
+        "median amount in the plain net."
+    )
 fig_a, fig_bc = st.columns([2, 3])
 with fig_a:
     pieces.chart(run.figure(cfg, twins, common.accuracy_curves), key="acc")
 with fig_bc:
-    pieces.chart(
-        run.figure(cfg, twins, figs.percentile_bands, depth, typical if unit < 0 else unit),
-        key="bands",
-    )
+    pieces.chart(run.figure(cfg, twins, figs.percentile_bands, depth, chosen), key="bands")
 
 st.subheader("How much does each layer move?")
+metric = widgets.view(PAGE, BY_NAME["metric"])
+pieces.chart(run.figure(cfg, twins, figs.drift_over_time, metric), key="drift")
+pieces.chart(run.figure(cfg, twins, figs.saturation_over_time), key="sat")
 c1, c2 = st.columns(2)
 with c1:
-    metric = widgets.view(PAGE, BY_NAME["metric"])
-    pieces.chart(run.figure(cfg, twins, figs.drift_over_time, metric), key="drift")
-with c2:
     pieces.chart(run.figure(cfg, twins, figs.mean_std_over_time, layer, "act_in"), "meanstd")
-c3, c4 = st.columns(2)
-with c3:
-    pieces.chart(run.figure(cfg, twins, figs.saturation_over_time), key="sat")
-with c4:
+with c2:
     pieces.chart(run.figure(cfg, twins, common.loss_curves), key="loss")
 
-pieces.notice_box(
-    "What to notice",
-    f"""
-- **Without BN the inputs wander.** Step through the animation: the plain net's {act} shifts
-  and widens as its weights grow, most in the deeper layers. With BN each unit's input keeps
-  the mean beta and spread gamma it has learned, whatever the layers below do.
-- **Is the wandering what slows the plain net down?** Ioffe & Szegedy called it *internal
-  covariate shift* and proposed BN to remove it. That is their **hypothesis**, not a measured
-  fact: later work (Santurkar et al., 2018) trained nets whose distributions moved *more* than
-  the plain net's, yet trained as fast as BN. Compare the drift chart with the accuracy chart:
-  does the net that drifts less always learn faster? Try tanh, ReLU, a smaller learning rate.
-- **Saturation.** With sigmoid units, inputs beyond about |z| = 3.6 get less than a tenth of
-  the peak gradient. Watch the saturation chart when you raise the learning rate or the
-  initial weight scale.
-- **Same start, same batches.** At step 0 the BN input of the BN net *is* the plain net's
-  input (same weights); everything that differs later is BN's doing.
-""",
-)
+notes.box()
 with st.expander("Formulas"):
     pieces.formulas(
         r"\mu_B = \frac{1}{m}\sum_{i=1}^m x_i,\qquad "

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from bnviz import outcome
 from bnviz.app import pieces, run, widgets
 from bnviz.app.controls import Control, activation_control, log_grid, seed_control
 from bnviz.experiments import learning_rate as lr
@@ -80,9 +81,10 @@ pieces.lead(
 values = widgets.page_controls(PAGE, CONTROLS, lr.PRESETS, lr.PRESET_HELP)
 
 st.subheader("Each net its own learning rate")
-st.caption(
-    "Predict first: if both nets train at rate 10, which one learns? Then press the preset "
-    "*Too-high learning rate*."
+pieces.predict(
+    f"{PAGE}.rates",
+    "If both nets train at rate 10, which one learns? Then press the preset *Too-high "
+    "learning rate*.",
 )
 left, right = st.columns(2)
 for col, name in ((left, "lr_plain"), (right, "lr_bn")):
@@ -92,25 +94,28 @@ try:
     sweep_cfg = lr.lr_sweep(values)
     grid_cfg = lr.grid(values)
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 
+chance = outcome.chance_accuracy(curves_cfg.base)
+bar = outcome.learned_bar(chance)
 twins = run.run_experiment(lr.EXPERIMENT, curves_cfg)
 if twins is not None:
-    chance = lr.chance_loss(curves_cfg.base)
     for col, h in zip(st.columns(2), twins, strict=True):
-        ended = lr.outcome(h, chance)
-        acc = "—" if h.diverged_at is not None else f"{h.test_acc[-1]:.1%}"
+        ended = outcome.outcome(h, chance)
         col.metric(
             f"{h.label} net at rate {common.fmt_value(h.config.lr)}: test accuracy",
-            acc,
-            help=f"On the whole test split after {h.steps_done:,} steps.",
+            "diverged" if ended == "diverged" else f"{h.test_acc[-1]:.1%}",
+            help=f"On the whole test split after {h.steps_done:,} steps."
+            if ended != "diverged"
+            else f"It diverged at step {h.diverged_at:,}: its weights hold no answer.",
         )
         if ended == "stalled":
             col.info(
-                f"The {h.label} net **stalled**: after {h.steps_done:,} steps its loss "
-                f"({lr.final_loss(h):.2f}) is still near chance level ({chance:.2f}). It did "
-                "not diverge: it is stuck, or too slow to have got going.",
+                f"The {h.label} net **stalled**: after {h.steps_done:,} steps its test accuracy "
+                f"({h.test_acc[-1]:.0%}) is less than halfway from chance ({chance:.0%}, always "
+                f"guessing the commonest digit) to 100%, the {bar:.0%} this page counts as "
+                "learned. It did not diverge: it is stuck, or too slow to have got going.",
                 icon=":material/pause_circle:",
             )
     pieces.divergence_notes(twins)
@@ -124,8 +129,8 @@ st.subheader("Sweep the learning rate")
 st.markdown(
     f"Both nets at each of {len(lr.SWEEP_LRS)} rates from {lr.SWEEP_LRS[0]:g} to "
     f"{lr.SWEEP_LRS[-1]:g}, {len(lr.SWEEP_LRS) * 2} nets trained at once. An x is a run that "
-    "diverged, an open circle one that stalled; the dotted lines are the two rates chosen "
-    "above."
+    f"diverged, an open circle one that stalled (test accuracy under {bar:.0%}); the dotted "
+    "lines are the two rates chosen above."
 )
 result = run.run_experiment(lr.EXPERIMENT, sweep_cfg)
 if result is not None:
@@ -136,8 +141,9 @@ if result is not None:
 st.subheader("Stability map: learning rate x initial weight scale")
 st.markdown(
     "How a net is initialized matters as much as its rate. Each cell is one run, colored by "
-    "its final test accuracy; the initial weights are the paper's small Gaussian (std 0.01) "
-    "times the scale on the left, so 10 is std 0.1 and 100 is std 1."
+    "its final test accuracy; ○ marks a run that stalled, ✕ one that diverged. The initial "
+    "weights are the paper's small Gaussian (std 0.01) times the scale on the left, so 10 is "
+    "std 0.1 and 100 is std 1."
 )
 grid_result = run.run_experiment(lr.EXPERIMENT, grid_cfg)
 if grid_result is not None:
@@ -152,15 +158,16 @@ if grid_result is not None:
 
 pieces.notice_box(
     "What to notice",
-    """
+    f"""
 - **Diverging and stalling are different failures.** A run *diverged* when its loss became
   non-finite or a hundred times its first value: training stops there, its curve ends with an
-  x and the page says at which step. A run *stalled* when it finished with its loss still near
-  chance level (a uniform guess over the 10 digits has loss ln 10 = 2.30). Sigmoid nets rarely
-  diverge: at a too-high rate the first steps throw the sigmoid inputs far into the flat
-  tails, the gradient through them all but vanishes, and the loss stays stuck. Try the preset
-  *Too-high learning rate*: the plain net stalls, it does not diverge. To see a real
-  divergence, try *Large init: plain diverges*.
+  x and the page says at which step. A run *stalled* when it finished without getting halfway
+  from chance to a perfect score: under {bar:.0%} test accuracy, where always guessing the
+  commonest digit scores {chance:.0%}. Sigmoid nets rarely diverge: at a too-high rate the
+  first steps throw the sigmoid inputs far into the flat tails, the gradient through them all
+  but vanishes, and the net stays stuck. Try the preset *Too-high learning rate*: the plain
+  net stalls, it does not diverge. To see a real divergence, try *Large init: plain
+  diverges*.
 - **The plain net has a narrow window.** With the paper's small initialization it also stalls
   at *low* rates: tiny weights pass tiny gradients back through every sigmoid, and in a
   thousand steps it barely moves. Only a band of rates in between trains it, and the
@@ -176,8 +183,8 @@ pieces.notice_box(
   its weights' scale, so larger weights get smaller gradients. Bjorck et al. (2018) attribute
   BN's tolerance of large rates to its keeping activations from blowing up with depth: without
   BN a large step inflates each layer's inputs more than the last. Try 5 or 6 hidden layers.
-- **Not a free pass.** With tanh or ReLU the BN net also fails at the top of the sweep: BN
-  moves the upper edge of the window, it does not remove it.
+- **Not a free pass.** Choose tanh or ReLU and look at the top of the sweep: does the BN
+  net still learn at every rate? BN moves the upper edge of the window; does it remove it?
 """,
 )
 with st.expander("Formulas"):
@@ -188,8 +195,9 @@ with st.expander("Formulas"):
         r"\frac{1}{a}\,\frac{\partial\, \mathrm{BN}(Wu)}{\partial W}",
         r"\text{diverged at step } t:\quad L_t \text{ not finite, or } "
         r"L_t > 100 \max(L_0, 1)",
-        r"\text{stalled:}\quad \bar L_{\text{last }10\%} > 0.9 \ln K "
-        r"\quad (K = 10 \text{ classes: } \ln K = 2.30)",
+        r"\text{stalled:}\quad \text{acc}_{\text{final}} < \text{acc}_{\text{chance}} + "
+        r"\tfrac12\,(1 - \text{acc}_{\text{chance}})"
+        f"\\quad ({chance:.3f} + \\tfrac12 \\cdot {1 - chance:.3f} = {bar:.3f})",
     )
     st.caption(
         "With BN, scaling a layer's weights by a leaves its output unchanged (up to eps) and "

@@ -118,6 +118,11 @@ eps = float(values["eps"])
 
 # ----------------------------------------------------------------------------- part 1
 st.header("1 · Scale the weights that feed a BN layer")
+pieces.predict(
+    f"{PAGE}.scale",
+    "Multiply the weights that feed a BN layer by 100. How much does BN's output change? "
+    "And the gradient of those weights? Then move the slider.",
+)
 slider_col, note_col = st.columns([3, 2])
 a = widgets.view(PAGE, BY_NAME["a"], slider_col)
 note_col.caption(
@@ -129,7 +134,7 @@ note_col.caption(
 try:
     ident = scale.identity(values["layer"], a, eps, values["batch_size"], values["seed"])
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 
 cols = st.columns(4)
@@ -156,11 +161,20 @@ cols[3].metric(
     help="Least-squares slope of log ‖∂L/∂(aW)‖ against log a over a = 0.01 … 100.",
 )
 pieces.chart(figs.outputs_overlay(ident), key="overlay")
+pieces.chart(figs.input_gradients(ident), key="du")
 left, right = st.columns(2)
 with left:
-    pieces.chart(figs.input_gradients(ident), key="du")
-with right:
     pieces.chart(figs.gradient_law(ident), key="law")
+right.markdown(
+    """
+**Why larger weights get smaller gradients.** Scale W by a and BN's output does not move, so
+neither does the loss: L(aW) = L(W). Differentiate both sides with respect to W: a · ∂L/∂(aW) =
+∂L/∂W. The gradient of the scaled weights is **1/a** times the original: the straight line of
+slope −1 on the left. The gradient at the input, ∂L/∂u, does not change at all (above), so the
+layers below see exactly the same signal whatever the scale of W. Without BN (orange) scaling
+W scales what the next layer receives and changes the loss and every gradient.
+"""
+)
 if ident.bn_grad_vanishes:
     st.info(
         "With a batch of 2 and eps = 0, BN turns any two different values into −1 and +1, so "
@@ -174,20 +188,18 @@ if eps > 0 and ident.out_diff > 1e-6:
         f"eps the scale leaks through. Set eps to 0 to see it exact.",
         icon=":material/info:",
     )
+orthogonal_note = (
+    "zero up to float64 rounding, since eps = 0 here"
+    if eps == 0
+    else f"near zero; exactly zero only at eps = 0, and here eps = {eps:g}"
+)
 st.markdown(
     f"""
-**Why larger weights get smaller gradients.** Scale W by a and BN's output does not move, so
-neither does the loss: L(aW) = L(W). Differentiate both sides with respect to W: a · ∂L/∂(aW) =
-∂L/∂W. The gradient of the scaled weights is **1/a** times the original: the straight line of
-slope −1 above. The gradient at the input, ∂L/∂u, does not change at all, so the layers below
-see exactly the same signal whatever the scale of W. Without BN (orange) scaling W scales
-what the next layer receives and changes the loss and every gradient.
-
 **Why the gradient is orthogonal to W.** L(aW) = L(W) for all a means moving W along itself
-changes nothing: W · ∂L/∂W = 0 (measured here: cos(W, ∂L/∂W) = {ident.cos_w_grad:.1e}, exactly
-0 only when eps = 0). So a gradient step W − lr·g (g = ∂L/∂W) is the hypotenuse of a right triangle,
-‖W − lr·g‖² = ‖W‖² + lr²‖g‖²: plain SGD can only make ‖W‖ grow. Part 2 shows it in a real
-training run.
+changes nothing: W · ∂L/∂W = 0 (measured here: cos(W, ∂L/∂W) = {ident.cos_w_grad:.1e},
+{orthogonal_note}). So a gradient step W − lr·g (g = ∂L/∂W) is the hypotenuse of a right
+triangle, ‖W − lr·g‖² = ‖W‖² + lr²‖g‖²: plain SGD can only make ‖W‖ grow. Part 2 shows it
+in a real training run.
 
 **Why the bias before BN is redundant.** BN subtracts the batch mean, and a bias b shifts every
 example of a unit by the same amount, so BN(Wu + b) = BN(Wu) (measured here: max difference
@@ -201,7 +213,7 @@ st.header("2 · Over training: ‖W‖ grows, lr/‖W‖² falls by itself")
 try:
     cfg = scale.config(values["lr"], values["steps"], values["seed"], float(values["weight_decay"]))
 except ValueError as err:
-    st.error(f"These settings cannot run: {err}")
+    pieces.cannot_run(err)
     st.stop()
 st.markdown(
     f"The same two nets train side by side for {cfg.steps:,} steps at learning rate "
@@ -247,9 +259,9 @@ st.markdown(
     "multiplied by a, from 0.01 to 100, and both trained nets are evaluated on the test split. "
     "BN is in **training mode** here: it normalizes with the statistics of that batch, which "
     "scale with W. (In eval mode BN uses running averages gathered at a = 1, which do not "
-    "scale, so the BN net's loss would change too until they are re-estimated: see the lesson "
-    "on training vs inference.)"
+    "scale, so the BN net's loss would change too until they are re-estimated.)"
 )
+pieces.lesson_link("inference", "Training vs inference: running averages and what eval mode uses")
 trained = scale.scale_trained(twins, layer)
 pieces.chart(figs.trained_scaling(trained, a), key="trained")
 
@@ -264,6 +276,7 @@ st.markdown(
     "identity, so adding it never takes representation power away. The unit's scale and "
     "offset now live in γ and β rather than in the weights and the bias before it."
 )
+pieces.lesson_link("bn_steps", "BN step by step: where γ and β enter the computation")
 c1, c2, c3 = st.columns([2, 2, 3])
 with c1:
     identity = widgets.view(PAGE, BY_NAME["identity"])
@@ -294,9 +307,7 @@ cols[3].metric(
     sci(gb.identity_error),
     help="0 up to rounding when γ = sqrt(var + eps) and β = mean.",
 )
-pieces.chart(figs.gamma_beta(gb), key="gamma-beta")
-
-pieces.notice_box(
+notes = pieces.Notes(
     "What to notice",
     f"""
 - **The overlay is exact.** At eps = 0 the BN outputs for W and aW agree to about 1e-15, the
@@ -317,6 +328,10 @@ pieces.notice_box(
   algebra, whatever explains BN's speed-up.
 """,
 )
+with notes.beside():
+    pieces.chart(figs.gamma_beta(gb), key="gamma-beta")
+
+notes.box()
 with st.expander("Formulas"):
     pieces.formulas(
         r"\mathrm{BN}(x) = \gamma\,\frac{x-\mu_B}{\sqrt{\sigma_B^2+\epsilon}} + \beta,\qquad "

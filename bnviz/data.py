@@ -30,6 +30,14 @@ DATASET_TITLES = {
     "mnist": "MNIST (28x28)",
 }
 
+IMAGE_DATASETS = ("digits", "mnist")  # the rest are points in the plane
+
+
+def examples_word(dataset: str) -> str:
+    """What a dataset's examples are called on a page: "images" or "points"."""
+    return "images" if dataset in IMAGE_DATASETS else "points"
+
+
 N_SAMPLES_RANGE = (20, 100_000)
 NOISE_RANGE = (0.0, 2.0)
 TEST_FRACTION_RANGE = (0.05, 0.5)

@@ -135,6 +135,13 @@ class Engine:
             ratios = update_ratios(run.model.params, weights)
             run.recorder.record(t + 1, norms, ratios, ctx, self.seen(k))
 
+    def evaluate(self, t: int) -> None:
+        """Test accuracy alone, after step t, of every run that asks for it there."""
+        for k, run in enumerate(self.runs):
+            if not run.done and run.t == t + 1 and run.is_eval_step(t + 1):
+                self.sync(k)
+                run.recorder.evaluate(t + 1, self.logits(k))
+
     def arrays(self, k: int) -> tuple[dict[str, Array], dict[str, Array]]:
         """Run k's parameters and gradients by key as they are now."""
         self.sync(k, grads=True)
@@ -144,6 +151,11 @@ class Engine:
     def seen(self, k: int) -> tuple[dict[str, Array], Array] | None:
         """What run k's net makes of its recorder's probe batch and test split, if this engine
         computes it (else the recorder asks the reference net)."""
+        return None
+
+    def logits(self, k: int) -> Array | None:
+        """Run k's eval-mode logits of its recorder's test split, if this engine computes
+        them (else the recorder asks the reference net)."""
         return None
 
     def batch(self, k: int, t: int) -> tuple[Array, Array]:
@@ -293,29 +305,42 @@ class FastEngine(Engine):
         """Probe mode on the probe batch (the first rows of the recorder's test split), then
         eval mode on the whole split in chunks: the layer outputs and the logits, computed by
         the kernels from row k (a record's forward passes cost what a step's do)."""
-        lay, out = self.look, self.look.output
-        n = len(self.look_x)
-        c = int(out[O_C])
-        args = (lay.hidden, out, self.look_x, self.Y)
-        tail = (lay.act, lay.norm, lay.after, lay.eps, np.array(lay.noise), self.noise_keys,
-                lay.dropout, self.drop_keys)  # fmt: skip
-        step = forwards_done(self.runs[k])
         rec = self.runs[k].recorder
         p = rec.n_probe
-        logits = np.empty((n, c), dtype=self.P.dtype)
-        off = int(out[O_LOGITS])
-        trace = {}
-        for start in range(0, n, self.look_rows):
-            rows = np.arange(start, min(n, start + self.look_rows), dtype=np.int64)
-            fast.forward_only(k, self.P, self.R, self.L, *args, rows, step, *tail, fast.EVAL)
-            logits[rows] = self.L[k, off : off + len(rows) * c].reshape(len(rows), c)
-            if start == 0 and rec.shared_forward:  # eval mode is probe mode for this net
+        trace: dict[str, Array] = {}
+
+        def first_chunk() -> None:
+            nonlocal trace
+            if rec.shared_forward:  # eval mode is probe mode for this net
                 trace = self._trace(k, p)
+
+        logits = self.logits(k, first_chunk)
         if not rec.shared_forward:
-            rows = np.arange(p, dtype=np.int64)
-            fast.forward_only(k, self.P, self.R, self.L, *args, rows, step, *tail, fast.PROBE)
+            self._forward(k, np.arange(p, dtype=np.int64), fast.PROBE)
             trace = self._trace(k, p)
         return trace, logits
+
+    def logits(self, k: int, after_first: Callable[[], None] | None = None) -> Array:
+        """Eval mode on the recorder's whole test split, in chunks of ``look_rows``."""
+        n = len(self.look_x)
+        c = int(self.look.output[O_C])
+        logits = np.empty((n, c), dtype=self.P.dtype)
+        off = int(self.look.output[O_LOGITS])
+        for start in range(0, n, self.look_rows):
+            rows = np.arange(start, min(n, start + self.look_rows), dtype=np.int64)
+            self._forward(k, rows, fast.EVAL)
+            logits[rows] = self.L[k, off : off + len(rows) * c].reshape(len(rows), c)
+            if start == 0 and after_first is not None:
+                after_first()
+        return logits
+
+    def _forward(self, k: int, rows: Array, mode: int) -> None:
+        lay = self.look
+        fast.forward_only(
+            k, self.P, self.R, self.L, lay.hidden, lay.output, self.look_x, self.Y, rows,
+            forwards_done(self.runs[k]), lay.act, lay.norm, lay.after, lay.eps,
+            np.array(lay.noise), self.noise_keys, lay.dropout, self.drop_keys, mode,
+        )  # fmt: skip
 
     def _trace(self, k: int, p: int) -> dict[str, Array]:
         """The first p rows of every recorded layer output in the look buffers."""
@@ -415,10 +440,14 @@ def drive(engines: Engine | Sequence[Engine], progress: Progress | None = None) 
                 if not active:
                     break
                 record = min(_next_record(e, t) for e in active)
-                stop = min(record, end)
+                evaluation = min(_next_eval(e, t) for e in active)
+                stop = min(record, end, evaluation + 1)
                 if stop > t:
                     _timed(active, lambda e, t=t, n=stop - t: e.steps(t, min(n, _left(e, t))))
                     t = stop
+                    if t - 1 == evaluation:
+                        for e in active:
+                            _timed([e], lambda e, s=t - 1: e.evaluate(s))
                 if t == record and t < end:
                     for e in active:
                         if _next_record(e, t) == t:
@@ -444,6 +473,20 @@ def _next_record(engine: Engine, t: int) -> int:
     every, steps = cfg.record_every, cfg.steps
     s = ((t + 1 + every - 1) // every) * every - 1
     return min(s, steps - 1) if t < steps else t
+
+
+def _next_eval(engine: Engine, t: int) -> int:
+    """The first step index s >= t after which the engine's runs measure test accuracy alone
+    (a large number when they do not)."""
+    cfg = engine.runs[0].cfg
+    if not cfg.eval_every:
+        return 1 << 62
+    s = ((t + 1 + cfg.eval_every - 1) // cfg.eval_every) * cfg.eval_every - 1
+    while s + 1 <= (cfg.eval_until or cfg.steps):
+        if engine.runs[0].is_eval_step(s + 1):
+            return s
+        s += cfg.eval_every
+    return 1 << 62
 
 
 def _timed(engines: Sequence[Engine], call: Callable[[Engine], None]) -> None:

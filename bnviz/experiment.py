@@ -41,13 +41,16 @@ class Experiment:
     ``run(cfg, progress=None, executor=None)`` returns plain data (dataclasses of arrays);
     ``cfg`` has ``as_dict()``, whose JSON is the cache key. ``processes`` is how many trainers
     one run keeps busy (the app's queue counts them). ``shipped`` names the configs whose runs
-    ship in ``assets/`` (served without training).
+    ship in ``assets/`` (served without training); ``encode`` and ``decode`` store a result as
+    bytes and back (None: the result is runs side by side, stored by ``bnviz.store``).
     """
 
     name: str
     run: Callable[..., Any]
     processes: int = 1
     shipped: Mapping[str, Any] = field(default_factory=dict)
+    encode: Callable[[Any], bytes] | None = None
+    decode: Callable[[bytes], Any] | None = None
 
     def __call__(
         self, cfg: Any, progress: Progress | None = None, executor: Executor | None = None

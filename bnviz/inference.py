@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnviz import functional as F
 from bnviz.nn import MLP, BatchNorm1d
 
 Array = np.ndarray
@@ -96,3 +97,26 @@ def fold_batchnorm(model: MLP) -> MLP:
             b += w @ t
             w *= s[None, :]
     return folded.eval()
+
+
+def batch_stats_forward(model: MLP, x: Array) -> tuple[Array, dict[str, Array]]:
+    """The logits and every layer's output (by name) when each BN layer normalizes x with x's
+    own statistics, as in training: what a net left in train mode predicts. Running
+    statistics and parameters are untouched; dropout and noise are off, as at inference.
+
+    Any number of rows, unlike a train-mode ``BatchNorm1d``: a single row is its own batch
+    mean, so x - mu_B = 0 and every BN output is exactly beta, whatever the input.
+    """
+    was_training = model.training
+    model.eval()
+    trace = {}
+    try:
+        for name, layer in model.named_layers:
+            if isinstance(layer, BatchNorm1d):
+                x = F.batchnorm_forward(x, layer.gamma, layer.beta, layer.eps)[0]
+            else:
+                x = layer.forward(x)
+            trace[name] = x
+    finally:
+        model.train(was_training)
+    return x, trace

@@ -182,6 +182,8 @@ class Recorder:
         ]
         self.test_loss = np.full(self.max_records, np.nan, dtype=STORE)
         self.test_acc = np.full(self.max_records, np.nan, dtype=STORE)
+        self._eval_steps: list[int] = []
+        self._eval_acc: list[float] = []
         self._first: dict[tuple, Array] = {}  # per group of sites: first and previous record
         self._prev: dict[tuple, Array] = {}
         self._pct_pos = None
@@ -223,6 +225,21 @@ class Recorder:
             self.test_acc[r] = hits / len(self.test_y)
             for probe in self.probes:
                 probe.measure(r, m, context)
+
+    def evaluate(self, step: int, logits: Array | None = None) -> None:
+        """Test accuracy alone after ``step`` updates (from the eval-mode logits of
+        ``test_x`` when an engine has them, else from the model)."""
+        if logits is None:
+            was_training = self.model.training
+            self.model.eval()
+            with np.errstate(all="ignore"):
+                logits = self.model.forward(self.test_x)
+            self.model.train(was_training)
+        self._eval_steps.append(step)
+        self._eval_acc.append(np.count_nonzero(logits.argmax(axis=1) == self.test_y) / len(logits))
+
+    def evaluations(self) -> tuple[Array, Array]:
+        return np.asarray(self._eval_steps, dtype=np.int64), np.asarray(self._eval_acc, STORE)
 
     def look(self, m: MLP) -> tuple[dict[str, Array], Array]:
         """Every layer's output on the probe batch (probe mode) and the logits of the test

@@ -20,7 +20,7 @@ from bnviz.record import LayerRecord, SiteRecord
 from bnviz.train import Arms, History, TrainConfig, Twins
 
 Array = np.ndarray
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _SITE_FIELDS = tuple(SiteRecord.__dataclass_fields__)
 _LAYER_ARRAYS = ("grad_norm", "update_ratio", "weight_norm")
 _SITE_COLUMNS = ("mean", "std", "drift_prev", "drift_init", "saturation")  # in the CSV
@@ -38,6 +38,8 @@ def history_arrays(h: History, prefix: str = "") -> dict[str, Array]:
         f"{prefix}diverged_at": np.array(-1 if h.diverged_at is None else h.diverged_at),
         f"{prefix}seconds": np.array(h.seconds),
         f"{prefix}label": np.array(h.label),
+        f"{prefix}eval_steps": h.eval_steps,
+        f"{prefix}eval_acc": h.eval_acc,
     }
     for name, record in h.probes.items():
         for key, value in vars(record).items():
@@ -96,6 +98,8 @@ def history_from_arrays(arrays: Mapping[str, Array], prefix: str = "") -> Histor
         seconds=float(arrays[f"{prefix}seconds"]),
         final_state=state,
         label=str(arrays[f"{prefix}label"]),
+        eval_steps=np.asarray(arrays[f"{prefix}eval_steps"]),
+        eval_acc=np.asarray(arrays[f"{prefix}eval_acc"]),
         probes={name: PROBE_RECORDS[name](**fields) for name, fields in probes.items()},
     )
 

@@ -51,6 +51,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "batch_size": (2, 4096),
     "steps": (1, 1_000_000),
     "record_every": (1, 1_000_000),
+    "eval_every": (0, 1_000_000),
+    "eval_until": (0, 1_000_000),
     "probe_size": (8, 4096),
     "seed": (0, 2**31 - 1),
 }
@@ -102,6 +104,8 @@ class TrainConfig:
     batch_order: str = "shuffled"
     steps: int = 2000
     record_every: int = 50
+    eval_every: int = 0  # also test accuracy alone every this many steps (0: only at records)
+    eval_until: int = 0  # ... up to this step (0: the whole run)
     probe_size: int = 128
     seed: int = 0
     dtype: str = "float32"
@@ -253,10 +257,20 @@ class History:
     final_state: dict[str, Array] = field(default_factory=dict, repr=False)
     label: str = ""  # how pages name the run; its config's label unless an arm names it
     probes: dict[str, Any] = field(default_factory=dict, repr=False)
+    eval_steps: Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    eval_acc: Array = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     def __post_init__(self) -> None:
         if not self.label:
             self.label = self.config.label
+
+    def accuracy_track(self) -> tuple[Array, Array]:
+        """Test accuracy at every step it was measured: the records and, where the config asks
+        for them, the evaluations between records; sorted by step."""
+        steps = np.concatenate([self.record_steps, self.eval_steps])
+        acc = np.concatenate([self.test_acc, self.eval_acc]).astype(np.float64)
+        order = np.argsort(steps, kind="stable")
+        return steps[order], acc[order]
 
     @property
     def kind(self) -> str:
@@ -336,6 +350,18 @@ class Run:
         """Records are taken after every ``record_every`` updates and after the last one."""
         return t % self.cfg.record_every == 0 or t == self.cfg.steps
 
+    def is_eval_step(self, t: int) -> bool:
+        """Test accuracy alone is measured after every ``eval_every`` updates (up to
+        ``eval_until``) where no record is taken."""
+        cfg = self.cfg
+        until = cfg.eval_until or cfg.steps
+        return (
+            bool(cfg.eval_every)
+            and t % cfg.eval_every == 0
+            and t <= until
+            and not (self.is_record_step(t))
+        )
+
     def accept(self, t: int, loss: float) -> bool:
         """Keep step t's loss, or mark the run diverged: the loss is non-finite or a hundred
         times the first one (max 1). The fast kernels apply the same rule in compiled code."""
@@ -349,6 +375,7 @@ class Run:
 
     def history(self) -> History:
         steps, layers, test_loss, test_acc, probes = self.recorder.finalize()
+        eval_steps, eval_acc = self.recorder.evaluations()
         return History(
             config=self.cfg,
             loss=self.loss[: self.t].copy(),
@@ -361,6 +388,8 @@ class Run:
             final_state=self.model.state_arrays(),
             label=self.label,
             probes=probes,
+            eval_steps=eval_steps,
+            eval_acc=eval_acc,
         )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnviz import functional as F
+from bnviz.app.safe_text import as_code
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -92,15 +93,15 @@ class Control:
         """The value if allowed, else ValueError saying what is allowed."""
         if self.kind in ("grid", "choice"):
             if value not in self.options:
-                raise ValueError(f"{self.name} must be one of {self.describe_options()}")
+                raise ValueError(f"the value must be one of {self.describe_options()}")
             return value
         if self.kind == "bool":
             if not isinstance(value, bool):
-                raise ValueError(f"{self.name} must be true or false")
+                raise ValueError("the value must be true or false")
             return value
         if not self.lo <= value <= self.hi:
             raise ValueError(
-                f"{self.name} must be between {fmt_number(self.lo)} and {fmt_number(self.hi)}"
+                f"the value must be between {fmt_number(self.lo)} and {fmt_number(self.hi)}"
             )
         return value
 
@@ -137,19 +138,17 @@ class Control:
                 return True, None
             if text.lower() in FALSE_WORDS:
                 return False, None
-            raise ValueError(f"{self.name} must be true or false")
+            raise ValueError("the value must be true or false")
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"{self.name} must be a number") from None
+            raise ValueError("the value must be a number") from None
         if not math.isfinite(number):
-            raise ValueError(f"{self.name} must be a finite number")
+            raise ValueError("the value must be a finite number")
         if self.kind == "grid":
             lo, hi = self.options[0], self.options[-1]
             if not lo * (1 - 1e-9) <= number <= hi * (1 + 1e-9):
-                raise ValueError(
-                    f"{self.name} must be between {fmt_number(lo)} and {fmt_number(hi)}"
-                )
+                raise ValueError(f"the value must be between {fmt_number(lo)} and {fmt_number(hi)}")
             value = min(self.options, key=lambda o: _grid_distance(o, number))
         else:
             self.check(number)
@@ -157,7 +156,10 @@ class Control:
             value = int(round(value)) if self.kind == "int" else float(f"{value:.10g}")
         note = None
         if not math.isclose(value, number, rel_tol=1e-9):
-            note = f"{self.name}={text} was rounded to the slider value {fmt_number(value)}"
+            note = (
+                f"{self.label} ({as_code(f'{self.name}={text}')}) was rounded to the slider "
+                f"value {fmt_number(value)}"
+            )
         return value, note
 
     def encode(self, value: Any) -> str:
@@ -196,7 +198,7 @@ def read_query(
     if preset is not None:
         match = next((p for p in presets or {} if slug(p) == slug(preset)), None)
         if match is None:
-            notices.append(f"preset={preset} is not a preset of this page")
+            notices.append(f"{as_code(f'preset={preset}')} is not a preset of this page")
         else:
             values.update({k: v for k, v in presets[match].items() if k in by_name})
     for key, raw in query.items():
@@ -204,12 +206,15 @@ def read_query(
             continue
         control = by_name.get(key)
         if control is None:
-            notices.append(f"{key} is not a setting of this page")
+            notices.append(f"{as_code(key)} is not a setting of this page")
             continue
         try:
             values[key], note = control.parse(raw)
         except ValueError as err:
-            notices.append(f"{key}={raw} ignored: {err}; using {fmt_number(values[key])}")
+            notices.append(
+                f"{control.label} ({as_code(f'{key}={raw}')}): {err}, so it is "
+                f"{control.labels.get(values[key], fmt_number(values[key]))}"
+            )
         else:
             if note:
                 notices.append(note)

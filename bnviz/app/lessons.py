@@ -62,12 +62,30 @@ LESSONS = (
         nav="Home",
     ),
     Lesson(
+        "covariate_shift",
+        "Covariate shift and batches",
+        "The problem",
+        ":material/shuffle:",
+        "A trained net meets moved inputs; two very different batches reach one hidden layer; "
+        "class-sorted batches make training bounce, and BN's batch statistics jump with them.",
+        nav="Covariate shift",
+    ),
+    Lesson(
         "drift",
         "Distribution drift",
         "The problem",
         ":material/animation:",
         "Watch every hidden layer's input distribution move during training, plain vs BN, "
         "in two real networks trained side by side (the paper's Figure 1, live).",
+    ),
+    Lesson(
+        "inference",
+        "Training vs inference (Algorithm 2)",
+        "How BN works",
+        ":material/deployed_code:",
+        "Running averages and the paper's population statistics, BN folded into one affine map, "
+        "and the classic bug: predicting with batch statistics.",
+        nav="Training vs inference",
     ),
     Lesson(
         "learning_rate",
@@ -85,6 +103,16 @@ LESSONS = (
         ":material/straighten:",
         "BN(aWu) = BN(Wu): larger weights get smaller gradients, the effective learning rate "
         "falls by itself, and gamma and beta take over a unit's scale and offset.",
+    ),
+    Lesson(
+        "debate",
+        "Why does BN work? The debate",
+        "Is ICS the reason?",
+        ":material/forum:",
+        "Test both stories on the same nets: noisy BN that shifts its distributions on "
+        "purpose, internal covariate shift measured as gradient change, and the loss "
+        "landscape along the gradient.",
+        nav="The debate",
     ),
     Lesson(
         "variants",

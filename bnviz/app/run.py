@@ -9,17 +9,32 @@ themselves out of the key (Streamlit skips ``_``-prefixed arguments when hashing
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from bnviz.app import workers
+from bnviz.app import pieces, workers
 from bnviz.app.guard import TRAINERS, default_slots
 from bnviz.experiment import Experiment
 
 WARM_UP_DELAY = 10.0  # seconds after the first page view before the trainers start
+
+
+_IMPORTS = threading.Lock()
+
+
+def plotting_stack() -> None:
+    """Import plotly and pandas once, one thread at a time. Two script threads importing them
+    at once (two first visits, or a rerun overlapping the run it replaces) can trip Python's
+    import deadlock avoidance, which hands one of them a half-initialized pandas ("partially
+    initialized module 'pandas' has no attribute 'Series'") that then breaks every chart."""
+    with _IMPORTS:
+        import pandas  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+        import plotly.subplots  # noqa: F401
 
 
 def config_key(cfg: Any) -> str:
@@ -32,7 +47,6 @@ def warm_up_trainers() -> None:
     """In the background, once per server: load (or compile, the first time on a machine) the
     training kernels, then start the worker processes, so that the first student to train
     waits for neither (about 1 s and 2 s on a small machine; compiling takes ~30 s)."""
-    import threading
     import time
 
     from bnviz.train import warm_up
@@ -76,14 +90,14 @@ def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
     try:
         shipped = experiment.shipped_name(cfg)
         if shipped is not None and assets.exists(shipped):
-            return assets.load(shipped)
+            return assets.load(shipped, experiment.decode)
         return _cached_run(experiment.name, config_key(cfg), experiment, cfg)
     except ValueError as err:
-        st.error(f"These settings cannot run: {err}", icon=":material/error:")
+        pieces.cannot_run(err)
     except Exception as err:  # noqa: BLE001 - the page must never show a traceback
         traceback.print_exc()
         st.error(
-            f"Training failed unexpectedly ({type(err).__name__}: {err}). "
+            f"Training failed unexpectedly ({type(err).__name__}: {pieces.as_text(err)}). "
             "Try other settings, or reload the page.",
             icon=":material/error:",
         )
@@ -94,15 +108,17 @@ def run_experiment(experiment: Experiment, cfg: Any) -> Any | None:
 def _cached_figure(
     key: str, builder: str, args_json: str, _build: Callable[..., Any], _result: Any
 ) -> Any:
-    return _build(_result, *json.loads(args_json))
+    args, kwargs = json.loads(args_json)
+    return _build(_result, *args, **kwargs)
 
 
-def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any) -> Any:
-    """``build(result, *args)``, built once per server for a (config, view) and shared.
+def figure(cfg: Any, result: Any, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``build(result, *args, **kwargs)``, built once per server for a (config, view), shared.
 
     Figures are pure functions of a run (itself a function of its config) and the view
     arguments. Building the animated ones takes longer than a rerun may, so they are kept,
     unpickled (cache_resource), keyed by the config rather than by the run's bulky arrays.
     """
     name = f"{build.__module__}.{build.__qualname__}"
-    return _cached_figure(config_key(cfg), name, json.dumps(args), build, result)
+    view = json.dumps([args, kwargs], sort_keys=True)
+    return _cached_figure(config_key(cfg), name, view, build, result)

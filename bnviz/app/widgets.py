@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 
+from bnviz.app import present
 from bnviz.app.controls import Control, encode_query, fmt_number, read_query
 
 CHOICE_LOOKS = {"select": "selectbox", "segmented": "segmented_control", "radio": "radio"}
@@ -125,7 +126,7 @@ def page_controls(
         if key not in st.session_state:
             st.session_state[key] = c.default
         values[c.name] = draw(c, key, box) if c.where == "sidebar" else st.session_state[key]
-    st.query_params.from_dict(encode_query(controls, values))
+    st.query_params.from_dict({**encode_query(controls, values), **present.query()})
     return values
 
 

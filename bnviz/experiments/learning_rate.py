@@ -8,13 +8,15 @@ Three experiments share the page's net (the paper's: digits, sigmoid, 3 x 100, b
 - ``Grid``: the same over learning rate x initial weight scale, a stability map.
 
 The sweeps train many nets at once through ``bnviz.sweep``. Results are plain arrays (no
-weights), so the cache stays small. Every run ends one of three ways, judged here once so the
-charts and the words agree: ``diverged`` (the engine stopped it: loss non-finite or 100x its
-first value), ``stalled`` (finished with its loss still near chance level) or ``learned``.
+weights), so the cache stays small. Every run ends one of three ways, judged by
+``bnviz.outcome`` so the charts and the words agree: ``diverged`` (the engine stopped it: loss
+non-finite or 100x its first value), ``stalled`` (its final test accuracy got less than halfway
+from chance to 100%) or ``learned``.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,16 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from bnviz import fanout
+from bnviz import fanout, outcome
 from bnviz.experiment import Executor, Experiment, Progress
-from bnviz.export import columns_of, csv_table, padded
+from bnviz.export import columns_of, csv_table, npz_bytes, padded
+from bnviz.store import arms_from_npz, arms_to_npz
 from bnviz.train import History, TrainConfig, Twins, load_data
 
 Array = np.ndarray
 
-# A run whose final loss is still above this fraction of chance level (log of the number of
-# classes: the loss of a uniform guess) has learned next to nothing: "stalled".
-STALL_FRACTION = 0.9
 FINAL_WINDOW = 0.1  # "final loss": the mean training loss over the last 10% of steps
 MAX_STEPS = 10_000  # the two-slider runs
 MAX_SWEEP_STEPS = 3_000  # per run of a sweep; a sweep trains 20 to 100 nets
@@ -228,15 +228,20 @@ class Outcomes:
     first_loss: Array  # (n,) loss of the first mini-batch
     steps: int  # steps each run was given
     chance_loss: float  # loss of a uniform guess: log(number of classes)
+    chance_acc: float  # accuracy of always guessing the most common class
 
     @property
     def diverged(self) -> Array:
         return self.diverged_at >= 0
 
     @property
+    def learned_bar(self) -> float:
+        return outcome.learned_bar(self.chance_acc)
+
+    @property
     def stalled(self) -> Array:
         with np.errstate(invalid="ignore"):
-            return ~self.diverged & (self.final_loss > STALL_FRACTION * self.chance_loss)
+            return ~self.diverged & ~(self.final_acc >= self.learned_bar)
 
     @property
     def outcome(self) -> Array:
@@ -245,6 +250,16 @@ class Outcomes:
         out[self.stalled] = "stalled"
         out[self.diverged] = "diverged"
         return out
+
+    def arrays(self, prefix: str) -> dict[str, Array]:
+        return {f"{prefix}{k}": np.asarray(v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Array], prefix: str) -> Outcomes:
+        out = {k: arrays[f"{prefix}{k}"] for k in cls.__dataclass_fields__}
+        out["steps"] = int(out["steps"])
+        out["chance_loss"], out["chance_acc"] = float(out["chance_loss"]), float(out["chance_acc"])
+        return cls(**out)
 
 
 def final_loss(h: History) -> float:
@@ -255,30 +270,22 @@ def final_loss(h: History) -> float:
     return float(np.mean(h.loss[-n:]))
 
 
-def outcome(h: History, chance_loss: float) -> str:
-    """How one run ended, by the same rule as ``Outcomes.outcome``."""
-    if h.diverged_at is not None:
-        return "diverged"
-    return "stalled" if final_loss(h) > STALL_FRACTION * chance_loss else "learned"
-
-
 def chance_loss(cfg: TrainConfig) -> float:
     return math.log(load_data(cfg).n_classes)
 
 
-def outcomes(histories: Sequence[History], chance: float) -> Outcomes:
+def outcomes(histories: Sequence[History], chance_acc: float, chance: float) -> Outcomes:
     hs = list(histories)
     return Outcomes(
         lr=np.array([h.config.lr for h in hs]),
         init_scale=np.array([h.config.init_scale for h in hs]),
         final_loss=np.array([final_loss(h) for h in hs]),
-        final_acc=np.array(
-            [math.nan if h.diverged_at is not None else float(h.test_acc[-1]) for h in hs]
-        ),
+        final_acc=np.array([outcome.final_accuracy(h) for h in hs]),
         diverged_at=np.array([-1 if h.diverged_at is None else h.diverged_at for h in hs]),
         first_loss=np.array([float(h.loss[0]) if len(h.loss) else math.nan for h in hs]),
         steps=hs[0].config.steps,
         chance_loss=chance,
+        chance_acc=chance_acc,
     )
 
 
@@ -341,13 +348,13 @@ def run(
         plain_cfg, bn_cfg = cfg.configs()
         (plain,), (bn,) = _both([plain_cfg], [bn_cfg], progress, executor)
         return Twins(_light(plain), _light(bn))
-    chance = chance_loss(cfg.base)
+    chance = outcome.chance_accuracy(cfg.base), chance_loss(cfg.base)
     plain, bn = _both(cfg.configs(False), cfg.configs(True), progress, executor)
     if isinstance(cfg, Sweep):
-        return SweepResult(np.array(cfg.lrs), outcomes(plain, chance), outcomes(bn, chance))
+        return SweepResult(np.array(cfg.lrs), outcomes(plain, *chance), outcomes(bn, *chance))
     if isinstance(cfg, Grid):
         return GridResult(
-            np.array(cfg.lrs), np.array(cfg.scales), outcomes(plain, chance), outcomes(bn, chance)
+            np.array(cfg.lrs), np.array(cfg.scales), outcomes(plain, *chance), outcomes(bn, *chance)
         )
     raise TypeError(f"not a learning-rate experiment: {cfg!r}")
 
@@ -358,7 +365,43 @@ def _light(h: History) -> History:
     return replace(h, final_state={}, layers=[])
 
 
-EXPERIMENT = Experiment("learning_rate", run, processes=2)
+def result_to_npz(result: Twins | SweepResult | GridResult) -> bytes:
+    """A result of ``run`` as an npz file (how the page's default views ship)."""
+    if isinstance(result, Twins):
+        return arms_to_npz(result)
+    arrays = {"kind": np.array(type(result).__name__), "lrs": result.lrs}
+    if isinstance(result, GridResult):
+        arrays["scales"] = result.scales
+    for name, o in (("plain", result.plain), ("bn", result.bn)):
+        arrays.update(o.arrays(f"{name}/"))
+    return npz_bytes(arrays)
+
+
+def result_from_npz(raw: bytes) -> Twins | SweepResult | GridResult:
+    """Back from ``result_to_npz``; never unpickles."""
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    kind = str(arrays.get("kind", ""))
+    if kind not in ("SweepResult", "GridResult"):
+        return arms_from_npz(raw)
+    plain, bn = Outcomes.from_arrays(arrays, "plain/"), Outcomes.from_arrays(arrays, "bn/")
+    if kind == "SweepResult":
+        return SweepResult(arrays["lrs"], plain, bn)
+    return GridResult(arrays["lrs"], arrays["scales"], plain, bn)
+
+
+EXPERIMENT = Experiment(
+    "learning_rate",
+    run,
+    processes=2,
+    shipped={  # the page's default views, so its first paint waits for no training
+        "lr-default-curves": curves(DEFAULTS),
+        "lr-default-sweep": lr_sweep(DEFAULTS),
+        "lr-default-map": grid(DEFAULTS),
+    },
+    encode=result_to_npz,
+    decode=result_from_npz,
+)
 
 
 # --------------------------------------------------------------------------- tables

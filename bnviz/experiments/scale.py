@@ -323,7 +323,14 @@ def run(
     return fanout.twins(cfg, progress, executor)
 
 
-EXPERIMENT = Experiment("scale", run, processes=2)
+EXPERIMENT = Experiment(
+    "scale",
+    run,
+    processes=2,
+    shipped={  # the page's default training run, so its first paint waits for none
+        "scale-default": config(DEFAULTS["lr"], DEFAULTS["steps"], DEFAULTS["seed"])
+    },
+)
 
 
 def weight_norms(h: History) -> list[Array]:

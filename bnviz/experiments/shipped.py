@@ -1,15 +1,21 @@
-"""Rebuild the runs the lessons ship in ``assets/``: ``python -m bnviz.experiments.shipped``."""
+"""Rebuild the results the lessons ship in ``assets/``: ``python -m bnviz.experiments.shipped``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from bnviz import assets
-from bnviz.experiments import drift
+from bnviz.experiments import drift, learning_rate, scale
 
-EXPERIMENTS = (drift.EXPERIMENT,)  # the lessons that ship runs
+MANIFEST = "manifest.json"
+EXPERIMENTS = (
+    drift.EXPERIMENT,
+    learning_rate.EXPERIMENT,
+    scale.EXPERIMENT,
+)  # the lessons that ship runs
 
 
 def shipped() -> dict:
@@ -18,8 +24,25 @@ def shipped() -> dict:
 
 
 def build(name: str, folder: Path = assets.ASSET_DIR) -> Path:
+    """Train the shipped config ``name`` and store its result, and the config it came from
+    (in ``manifest.json``, so a test can tell a stale asset from a fresh one)."""
     experiment, cfg = shipped()[name]
-    return assets.save(name, experiment(cfg), folder)
+    out = assets.save(name, experiment(cfg), folder, experiment.encode)
+    manifest = folder / MANIFEST
+    known = json.loads(manifest.read_text()) if manifest.exists() else {}
+    known[name] = config_json(cfg)
+    manifest.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
+    return out
+
+
+def config_json(cfg) -> str:
+    return json.dumps({"type": type(cfg).__name__, **cfg.as_dict()}, sort_keys=True)
+
+
+def manifest(folder: Path = assets.ASSET_DIR) -> dict[str, str]:
+    """Asset name -> the JSON of the config it was built from."""
+    path = folder / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -86,6 +86,16 @@ def set_log_ticks(fig: go.Figure, lo: float, hi: float, axis: str = "y", **where
     update(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], **where)
 
 
+def log_axis(fig: go.Figure, values: Iterable[Array], axis: str = "y", **where) -> None:
+    """A log axis labelled with ``log_ticks`` over the finite positive values it shows."""
+    v = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in values] or [[]])
+    v = v[np.isfinite(v) & (v > 0)]
+    update = fig.update_yaxes if axis == "y" else fig.update_xaxes
+    update(type="log", **where)
+    if v.size:
+        set_log_ticks(fig, float(v.min()), float(v.max()), axis, **where)
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -108,6 +118,20 @@ def sites_of(runs: Sequence[History], layer: int, site: str) -> list[SiteRecord 
         which = "neither run" if len(recs) == 2 else "no run"
         raise ValueError(f"{which} recorded {site!r} in layer {layer}")
     return recs
+
+
+def view_sites(
+    runs: Sequence[History], layer: int, site: str
+) -> tuple[list[SiteRecord | None], list[str]]:
+    """What each run shows for ``site``, and a note where it stands in: a net without a norm
+    has no BN input, so there it shows its Linear output (its act_in, the same numbers a BN
+    net's BN receives when BN sits before the nonlinearity)."""
+    recs = sites_of(runs, layer, site)
+    notes = [""] * len(runs)
+    for k, h in enumerate(runs):
+        if recs[k] is None and site == "bn_in" and h.kind == "none":
+            recs[k], notes[k] = site_of(h, layer, "act_in"), "its Linear output, no BN"
+    return recs, notes
 
 
 def activation_of(runs: Sequence[History]) -> str:
@@ -163,16 +187,33 @@ def mark_divergence(
         )
     dotted = {"color": color, "dash": "dot", "width": 1.5}
     if annotate:
+        # the note reads toward the middle: plotly widens the axis to fit an annotation, so
+        # one left of an early divergence pushed the axis to negative steps
+        early = h.diverged_at < 0.5 * h.config.steps
         fig.add_vline(
             x=h.diverged_at,
             line=dotted,
             annotation_text=diverged_note(h),
-            annotation_position="top left",
+            annotation_position="top right" if early else "top left",
             annotation_font_color=style.ACCENT,
             **where,
         )
     else:
         fig.add_vline(x=h.diverged_at, line=dotted, **where)
+
+
+def step_axis(fig: go.Figure, runs: Iterable[History], title: bool = True, **where) -> None:
+    """An x axis of training steps: from 0 to the longest run's last step, never wider (a
+    note or a marker must not stretch it to negative steps), with short tick labels (2k, 10k)
+    that do not run into each other on a narrow panel."""
+    end = max(h.config.steps for h in runs)
+    if title:
+        fig.update_xaxes(title_text="training step", **where)
+    # autorange clipped to the run, not a fixed range: plotly.js sends matched y axes astray
+    # (to [0, 4]) when a matched x axis has one
+    fig.update_xaxes(
+        tickformat="~s", autorangeoptions={"minallowed": 0, "maxallowed": end}, **where
+    )
 
 
 def versus(runs: Iterable[History]) -> str:
@@ -184,10 +225,11 @@ def accuracy_curves(runs: Sequence[History], title: str | None = None) -> go.Fig
     """The paper's Figure 1(a): test accuracy over training, one line per run."""
     fig = go.Figure()
     for h in runs:
+        steps, acc = h.accuracy_track()  # the records, and the evaluations between them
         fig.add_trace(
             go.Scatter(
-                x=h.record_steps,
-                y=h.test_acc.astype(np.float64),
+                x=steps,
+                y=acc,
                 mode="lines",
                 line=line(h.label),
                 name=h.label,
@@ -195,10 +237,10 @@ def accuracy_curves(runs: Sequence[History], title: str | None = None) -> go.Fig
                 hovertemplate="step %{x}: %{y:.1%}<extra>" + h.label + "</extra>",
             )
         )
-        mark_divergence(fig, h, h.record_steps, h.test_acc)
-    fig.update_xaxes(title_text="training step")
+        mark_divergence(fig, h, steps, acc)
+    step_axis(fig, runs)
     fig.update_yaxes(title_text="test accuracy", range=[0.0, 1.02], tickformat=".0%")
-    return style.styled(fig, title or f"Test accuracy over training: {versus(runs)}")
+    return style.styled(fig, title or f"Test accuracy: {versus(runs)}")
 
 
 def smooth_loss(loss: Array, window: int) -> Array:
@@ -245,8 +287,9 @@ def loss_curves(
         )
         mark_divergence(fig, h, x, y)
     what = "training loss" if smooth == 1 else f"training loss (mean of last {smooth} steps)"
-    fig.update_xaxes(title_text="training step")
-    fig.update_yaxes(title_text=what, type="log")
+    step_axis(fig, runs)
+    fig.update_yaxes(title_text=what)
+    log_axis(fig, [t.y for t in fig.data if t.y is not None])
     return style.styled(fig, title or f"Training loss: {versus(runs)}")
 
 
@@ -264,6 +307,12 @@ class Row:
     hover: str = ""
     percent: bool = False
     digits: int | None = None  # significant digits sent to the browser (None: all)
+
+
+def axes_of(fig: go.Figure, row: int, col: int) -> tuple[str, str]:
+    """The trace axis names ("x3", "y3") of a subplot."""
+    ref = fig.get_subplot(row, col)
+    return ref.xaxis.plotly_name.replace("axis", ""), ref.yaxis.plotly_name.replace("axis", "")
 
 
 def layer_grid(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -304,7 +353,8 @@ def per_layer(
         shared_yaxes=("rows" if len(rows) > 1 else "all") if shared_y else False,
         shared_xaxes="all",
         subplot_titles=titles,
-        horizontal_spacing=0.04 if len(rows) == 1 else 0.05,
+        # panels with their own y axes need room for their tick labels
+        horizontal_spacing=(0.04 if shared_y else 0.07) if len(rows) == 1 else 0.06,
         vertical_spacing=(0.16 if grid_rows > 1 else 0.1) if len(rows) == 1 else 0.09,
     )
     shown: set[str] = set()
@@ -340,11 +390,11 @@ def per_layer(
             pr, pc = place[r, i]
             if pc == 1:
                 fig.update_yaxes(title_text=row.y_title, row=pr, col=pc)
-            if pr == grid_rows:
-                fig.update_xaxes(title_text="training step", row=pr, col=pc)
             where = {"row": pr, "col": pc}
+            step_axis(fig, runs, title=pr == grid_rows, **where)
             if row.log_y:
-                fig.update_yaxes(type="log", exponentformat="power", **where)
+                panel = [t.y for t in fig.data if (t.xaxis, t.yaxis) == axes_of(fig, pr, pc)]
+                log_axis(fig, [y for y in panel if y is not None], **where)
             else:
                 fig.update_yaxes(rangemode="tozero", **where)
             if row.percent:
@@ -352,4 +402,4 @@ def per_layer(
     if nticks:
         fig.update_xaxes(nticks=nticks)
     height = max(style.HEIGHT, 120 + 300 * grid_rows) if len(rows) == 1 else 150 + 280 * grid_rows
-    return style.styled(fig, title, height)
+    return style.styled(fig, title, height, wide=True)

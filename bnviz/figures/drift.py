@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from bnviz import functional as F
 from bnviz.figures import common, style
+from bnviz.figures.animate import comparable_spreads
 from bnviz.histograms import density_from_quantiles, even_indices, robust_ymax, shared_edges
 from bnviz.record import LEVELS, UNIT_LEVELS
 from bnviz.train import History
@@ -39,36 +40,51 @@ def ridge(
     n_bins: int = 80,
     overlap: float = 1.4,
     normalize: bool = True,
+    shared_x: bool | None = None,
 ) -> go.Figure:
     """Every recorded step at once: each record's histogram a filled curve lifted to its step on
-    the y axis (TensorBoard's "offset" view), both runs overlaid in their colors, on one x axis.
+    the y axis (TensorBoard's "offset" view), a panel per run side by side (overlaid, one
+    net's ridges hid the other's), on one x axis where their spreads are comparable.
 
     With ``normalize`` every curve is ``overlap`` record gaps tall at its own peak, so the shape
     and spread of a wide distribution read as well as those of a narrow one (whose density
     peak is far higher); the animated histograms show true heights. Without it all curves share
     one height scale. Curves are trimmed to where they have mass, to keep the stack readable.
     """
+    runs = list(runs)
     act = common.activation_of(runs)
-    recs = common.sites_of(runs, layer, site)
+    recs, stand_in = common.view_sites(runs, layer, site)
     present = [(h, r) for h, r in zip(runs, recs, strict=True) if r is not None]
     all_steps = np.unique(np.concatenate([h.record_steps for h, _ in present]))
     steps = all_steps[even_indices(len(all_steps), max_curves)]
-    edges = shared_edges([r.quantiles for _, r in present], n_bins=n_bins)
-    centers = (edges[:-1] + edges[1:]) / 2
+    shared = comparable_spreads([r.quantiles for _, r in present]) if shared_x is None else shared_x
     gap = float(np.diff(steps).mean()) if len(steps) > 1 else 1.0
-
-    chosen = []
-    for h, r in present:
-        rows = np.flatnonzero(np.isin(h.record_steps, steps))
-        chosen.append(
-            (h, h.record_steps[rows], density_from_quantiles(r.quantiles[rows], LEVELS, edges))
-        )
-    shared_top = robust_ymax(np.concatenate([d for _, _, d in chosen]), headroom=1.0)
-
-    fig = go.Figure()
-    for h, rsteps, d in chosen:
+    titles = []
+    for h, r, note in zip(runs, recs, stand_in, strict=True):
+        t = f"{h.label} net" + (f": {note}" if note else "")
+        if r is None:
+            t += " (not recorded)"
+        elif h.diverged_at is not None:
+            t += f" (diverged at step {h.diverged_at}: its curves stop there)"
+        titles.append(t + ("" if shared or len(present) < 2 else " (own x axis)"))
+    n = len(runs)
+    fig = make_subplots(
+        rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.12 / n, subplot_titles=titles
+    )
+    all_edges = shared_edges([r.quantiles for _, r in present], n_bins=n_bins) if shared else None
+    panels = {}  # column -> (edges, record rows, densities)
+    for k, r in enumerate(recs, start=1):
+        if r is not None:
+            h = runs[k - 1]
+            edges = all_edges if shared else shared_edges([r.quantiles], n_bins=n_bins)
+            rows = np.flatnonzero(np.isin(h.record_steps, steps))
+            panels[k] = (edges, rows, density_from_quantiles(r.quantiles[rows], LEVELS, edges))
+    shared_top = robust_ymax(np.concatenate([d for _, _, d in panels.values()]), headroom=1.0)
+    for k, (edges, rows, d) in panels.items():
+        h = runs[k - 1]
+        centers = (edges[:-1] + edges[1:]) / 2
         xs, ys, at = [], [], []
-        for s, row in zip(rsteps[::-1], d[::-1], strict=True):  # latest first, drawn behind
+        for s, row in zip(h.record_steps[rows][::-1], d[::-1], strict=True):  # latest behind
             top = robust_ymax(row[None, :], headroom=1.0) if normalize else shared_top
             mass = np.flatnonzero(row > 0.01 * top)
             if mass.size == 0:
@@ -86,42 +102,33 @@ def ridge(
                 customdata=at,
                 mode="lines",
                 fill="toself",
-                fillcolor=style.rgba(color, 0.15),
+                fillcolor=style.rgba(color, 0.2),
                 line={"color": color, "width": 1.2},
                 name=h.label,
                 legendgroup=h.label,
                 hovertemplate=f"{h.label}, step %{{customdata}}<br>value %{{x:.3g}}<extra></extra>",
                 hoveron="points",
-            )
+            ),
+            row=1,
+            col=k,
         )
-    notes = [n for n in (common.diverged_note(h) for h in runs) if n]
-    if notes:
-        fig.add_annotation(
-            text="; ".join(notes) + " (its curves stop there)",
-            xref="paper",
-            yref="paper",
-            x=1.0,
-            y=1.0,
-            xanchor="right",
-            yanchor="bottom",
-            showarrow=False,
-            font={"color": style.ACCENT},
+        fig.update_xaxes(
+            title_text=common.where_label(site, act, layer),
+            range=[float(edges[0]), float(edges[-1])],
+            autorange=False,
+            row=1,
+            col=k,
         )
-    fig.update_xaxes(
-        title_text=common.where_label(site, act, layer),
-        range=[float(edges[0]), float(edges[-1])],
-        autorange=False,
-    )
     fig.update_yaxes(
-        title_text="training step",
         range=[float(steps[0]) - 0.3 * gap, float(steps[-1]) + 1.05 * overlap * gap],
         autorange=False,
     )
+    fig.update_yaxes(title_text="training step", row=1, col=1)
     return style.styled(
         fig,
-        f"Layer {layer} {style.label(site, act)}, every recorded step at once "
-        "(each curve a histogram, lifted to its step)",
+        f"Layer {layer} {style.label(site, act)}, every recorded step at once",
         560,
+        wide=True,
     )
 
 
@@ -154,7 +161,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
         raise ValueError(f"unit must be in 0..{n_units - 1}; got {unit!r}")
     lo, _, hi = (round(p * 100) for p in UNIT_LEVELS)
     lo_name, hi_name = f"{lo}th percentile", f"{hi}th percentile"
-    band_name = f"{lo}th–{hi}th percentile"
+    band_name = f"{lo}th–{hi}th"
     fig = make_subplots(
         rows=1,
         cols=len(runs),
@@ -186,7 +193,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
                 line={"color": color, "width": 0.8},
                 fill="tonexty",
                 fillcolor=style.rgba(color, 0.25),
-                name=f"{h.label} {band_name}",
+                name=f"{h.label}: {band_name}",
                 hovertemplate=f"step %{{x}}<br>{lo_name} %{{y:.3f}}<extra>{h.label}</extra>",
                 **shared,
             ),
@@ -197,7 +204,7 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
             go.Scatter(
                 y=pct[:, 1],
                 line={"color": color, "width": 2.5},
-                name=f"{h.label} median",
+                name=f"{h.label}: median",
                 hovertemplate=f"step %{{x}}<br>median %{{y:.3f}}<extra>{h.label}</extra>",
                 **shared,
             ),
@@ -205,12 +212,11 @@ def percentile_bands(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
             col=k + 1,
         )
         common.mark_divergence(fig, h, x, pct[:, 1], row=1, col=k + 1)
-        fig.update_xaxes(title_text="training step", row=1, col=k + 1)
+        common.step_axis(fig, runs, row=1, col=k + 1)
     fig.update_yaxes(title_text=f"{style.label('act_in', act)} of unit {unit}", row=1, col=1)
     return style.styled(
         fig,
-        f"One unit's {style.label('act_in', act)} (layer {layer}, unit {unit}): "
-        f"{lo}th, 50th and {hi}th percentiles over training",
+        f"Layer {layer}, unit {unit}: {lo}th, 50th and {hi}th percentiles",
     )
 
 
@@ -229,7 +235,9 @@ def drift_over_time(runs: Runs, metric: str = "drift_prev", site: str = "act_in"
     return common.per_layer(
         runs,
         [common.Row(METRICS[metric], lambda h: _site_series(h, site, metric), hover="W1")],
-        f"Drift of each layer's {style.label(site, act)}: 1-Wasserstein distance {what}",
+        f"Drift of each layer's {style.label(site, act)}: W1 {what}",
+        shared_y=False,  # one axis let a first-record spike flatten the other layers to 0
+        max_cols=3,
     )
 
 
@@ -260,7 +268,7 @@ def saturation_over_time(runs: Runs) -> go.Figure:
         title = f"Saturation does not apply to {act} units"
 
     row = common.Row(y_title, lambda h: _site_series(h, "act_in", "saturation"), percent=True)
-    fig = common.per_layer(runs, [row], title)
+    fig = common.per_layer(runs, [row], title, max_cols=3)
     if threshold is None and act != "relu":
         fig.add_annotation(
             text=f"{act} units never saturate: nothing to show",
@@ -278,7 +286,7 @@ def mean_std_over_time(runs: Runs, layer: int, site: str = "act_in") -> go.Figur
     """The layer's pooled mean and standard deviation over training, plain vs BN: the paper's
     claim that without BN the distribution moves in mean and variance."""
     act = common.activation_of(runs)
-    recs = common.sites_of(runs, layer, site)
+    recs, _ = common.view_sites(runs, layer, site)
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -305,9 +313,7 @@ def mean_std_over_time(runs: Runs, layer: int, site: str = "act_in") -> go.Figur
                 col=c,
             )
             common.mark_divergence(fig, h, h.record_steps, y, row=1, col=c, annotate=c == 1)
-        fig.update_xaxes(title_text="training step")
+    common.step_axis(fig, runs)
     fig.update_yaxes(title_text=common.where_label(site, act, layer), row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    return style.styled(
-        fig, f"Layer {layer} {style.label(site, act)}: mean and spread over training"
-    )
+    return style.styled(fig, f"Layer {layer} {style.label(site, act)}: mean and spread")

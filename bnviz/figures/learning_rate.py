@@ -20,15 +20,16 @@ from bnviz.train import Twins
 Array = np.ndarray
 ACC_SCALE = "Viridis"  # sequential and readable in grayscale; not the runs' own colors
 DIVERGED_FILL = style.rgba(style.ACCENT, 0.85)
+STALLED_MARK, DIVERGED_MARK = "○", "✕"
+GRID_LINE = "#BBBBBB"  # the edge between an axis and its "diverged" band
 
 
-def _rated(fig: go.Figure, twins: Twins, title: str) -> go.Figure:
+def _rated(fig: go.Figure, twins: Twins) -> go.Figure:
     """Name each run's trace after its own learning rate."""
     rates = {h.label: common.fmt_value(h.config.lr) for h in twins}
     for trace in fig.data:
         if trace.name in rates and trace.showlegend is not False:
             trace.name = f"{trace.name}, rate {rates[trace.name]}"
-    fig.update_layout(title_text=title)
     return fig
 
 
@@ -40,44 +41,42 @@ def _ended(o: Outcomes, i: int) -> str:
 
 def loss_curves(twins: Twins, smooth: int = 20) -> go.Figure:
     """Training loss of the two-rate runs (log y); a diverged run's curve stops where it did."""
-    fig = common.loss_curves(twins, smooth=smooth)
     rates = " vs ".join(f"{h.label} at {common.fmt_value(h.config.lr)}" for h in twins)
-    ys = np.concatenate([np.asarray(t.y, dtype=np.float64) for t in fig.data if t.y is not None])
-    ys = ys[np.isfinite(ys) & (ys > 0)]
-    if ys.size:
-        common.set_log_ticks(fig, float(ys.min()), float(ys.max()))
-    return _rated(fig, twins, f"Training loss: {rates}")
+    return _rated(common.loss_curves(twins, smooth=smooth, title=f"Training loss: {rates}"), twins)
 
 
 def accuracy_curves(twins: Twins) -> go.Figure:
     """Test accuracy of the two-rate runs over training."""
-    fig = common.accuracy_curves(twins)
     rates = " vs ".join(f"{h.label} at {common.fmt_value(h.config.lr)}" for h in twins)
-    return _rated(fig, twins, f"Test accuracy: {rates}")
+    return _rated(common.accuracy_curves(twins, title=f"Test accuracy: {rates}"), twins)
+
+
+DIVERGED_ROW = {"plain": 0, "BN": 1}  # diverged marks: one row per net, so neither hides
 
 
 def sweep_chart(
     result: SweepResult, lr_plain: float | None = None, lr_bn: float | None = None
 ) -> go.Figure:
     """Final training loss (log y) and final test accuracy vs learning rate (log x), plain vs
-    BN. Diverged runs are x marks on the top edge of the loss panel and the bottom edge of the
-    accuracy panel (their nets hold non-finite or exploded weights) and break the line;
-    stalled runs are open circles. Dotted lines mark the rates the two sliders have chosen."""
+    BN. A diverged run has neither (its net holds non-finite or exploded weights): it is an x
+    in a "diverged" band past the end of each panel's axis, a row per net so one net's marks
+    never hide the other's, and it breaks the line. Stalled runs are open circles; a dashed
+    line marks the accuracy a run needs to count as learned. Dotted lines mark the rates the
+    two sliders have chosen."""
     window = max(1, round(result.plain.steps * 0.1))
     fig = make_subplots(
         rows=1,
         cols=2,
-        horizontal_spacing=0.09,
-        subplot_titles=[
-            f"final training loss (mean of the last {window:,} steps)",
-            "final test accuracy",
-        ],
+        horizontal_spacing=0.1,
+        subplot_titles=[f"final training loss (last {window:,} steps)", "final test accuracy"],
     )
     finite = np.concatenate([o.final_loss[np.isfinite(o.final_loss)] for _, o in result])
     finite = np.append(finite, result.plain.chance_loss)
     top, bottom = float(finite.max()) * 3.0, float(finite.min()) / 2.0
-    top_mark = top / 1.5  # where diverged runs sit in the loss panel, inside the axis
-    marks = []  # (legend name, trace kwargs per panel)
+    loss_band = [top * 2.0, top * 3.6]  # the rows of diverged marks above the loss axis
+    acc_band = [-0.09, -0.17]  # ... and below the accuracy axis
+    any_diverged = any(o.diverged.any() for _, o in result)
+    marks = []  # (legend name, runs, marker, y per panel, words)
     for name, o in result:
         color = style.run_color(name)
         ends = [_ended(o, i) for i in range(len(o.lr))]
@@ -108,20 +107,15 @@ def sweep_chart(
             }
             marks.append((f"{name} stalled", stalled, marker, (o.final_loss, o.final_acc), ends))
         if diverged.size:
-            marker = {
-                "symbol": "x",
-                "size": 13,
-                "color": color,
-                "line": {"width": 1, "color": "white"},
-            }
-            at = (np.full(len(o.lr), top_mark), np.zeros(len(o.lr)))
+            marker = {"symbol": "x", "size": 13, "color": color, "line": {"width": 1}}
+            row = DIVERGED_ROW.get(name, 0)
+            at = (np.full(len(o.lr), loss_band[row]), np.full(len(o.lr), acc_band[row]))
             marks.append((f"{name} diverged", diverged, marker, at, ends))
     for label, idx, marker, ys, ends in marks:
-        lrs = result.lrs
         for col in (1, 2):
             fig.add_trace(
                 go.Scatter(
-                    x=lrs[idx].tolist(),
+                    x=result.lrs[idx].tolist(),
                     y=[float(v) for v in ys[col - 1][idx]],
                     customdata=[ends[i] for i in idx],
                     mode="markers",
@@ -143,35 +137,52 @@ def sweep_chart(
                 row=1,
                 col=col,
             )
-    chance = result.plain.chance_loss
-    fig.add_trace(  # a trace, not a labelled line: its label goes to the legend, off the data
-        go.Scatter(
-            x=[float(result.lrs[0]), float(result.lrs[-1])],
-            y=[chance, chance],
-            mode="lines",
-            line={"color": style.MUTED, "dash": "dash", "width": 1},
-            name="chance level (a uniform guess)",
-            hovertemplate=f"chance level: loss {chance:.3g}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.update_xaxes(type="log", title_text="learning rate (log scale)", dtick=1)
+    chance, bar = result.plain.chance_loss, result.plain.learned_bar
+    ends_x = [float(result.lrs[0]), float(result.lrs[-1])]
+    for col, y, words in (
+        (1, chance, f"chance level: loss {chance:.3g} (a uniform guess)"),
+        (2, bar, f"learned: test accuracy {bar:.0%} or more"),
+    ):
+        fig.add_trace(  # traces, not labelled lines: their labels go to the legend
+            go.Scatter(
+                x=ends_x,
+                y=[y, y],
+                mode="lines",
+                line={"color": style.MUTED, "dash": "dash", "width": 1},
+                name=words,
+                hovertemplate=f"{words}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(type="log", title_text="learning rate (log scale)")
+    common.set_log_ticks(fig, float(result.lrs[0]), float(result.lrs[-1]), "x")
+    ticks = common.log_ticks(bottom, top)
     fig.update_yaxes(
         type="log",
-        range=[math.log10(bottom), math.log10(top)],
+        range=[math.log10(bottom), math.log10(loss_band[1] * 1.6 if any_diverged else top)],
+        tickvals=ticks + ([math.sqrt(loss_band[0] * loss_band[1])] if any_diverged else []),
+        ticktext=[f"{t:g}" for t in ticks] + (["diverged"] if any_diverged else []),
+        title_text="loss (log scale)",
         row=1,
         col=1,
-        title_text="loss (log scale)",
     )
-    common.set_log_ticks(fig, bottom, top, row=1, col=1)
+    quarters = [0.0, 0.25, 0.5, 0.75, 1.0]
     fig.update_yaxes(
-        range=[-0.04, 1.04], tickformat=".0%", row=1, col=2, title_text="test accuracy"
+        range=[acc_band[1] - 0.06 if any_diverged else -0.04, 1.04],
+        tickvals=quarters + ([sum(acc_band) / 2] if any_diverged else []),
+        ticktext=[f"{q:.0%}" for q in quarters] + (["diverged"] if any_diverged else []),
+        title_text="test accuracy",
+        row=1,
+        col=2,
     )
+    if any_diverged:
+        for col, y in ((1, top * 1.35), (2, -0.045)):
+            fig.add_hline(y=y, line={"color": GRID_LINE, "width": 1}, row=1, col=col)
     return style.styled(
         fig,
-        f"Learning-rate sweep: {len(result.lrs)} rates x plain/BN, "
-        f"{result.plain.steps:,} steps each",
+        f"Learning-rate sweep: {result.plain.steps:,} steps per net",
+        wide=True,
     )
 
 
@@ -194,7 +205,8 @@ def stability_map(result: GridResult) -> go.Figure:
         div_at = result.cell(o, "diverged_at")
         loss = result.cell(o, "final_loss")
         pct = np.char.mod("%.0f%%", np.nan_to_num(acc) * 100)
-        text = np.where(ends == "stalled", np.char.add(pct, "<br>stalled"), pct)
+        # the sweep's marks, as words do not fit a cell on a projector: ○ stalled, ✕ diverged
+        text = np.where(ends == "stalled", np.char.add(pct, f"<br>{STALLED_MARK}"), pct)
         text = np.where(ends == "diverged", "", text)
         hover = [
             [
@@ -219,7 +231,7 @@ def stability_map(result: GridResult) -> go.Figure:
                 colorscale=ACC_SCALE,
                 showscale=k == 1,
                 colorbar={
-                    "title": {"text": "test<br>accuracy"},
+                    "title": {"text": "test accuracy", "side": "right"},
                     "tickformat": ".0%",
                     "len": 0.8,
                     "y": 0.4,
@@ -244,7 +256,7 @@ def stability_map(result: GridResult) -> go.Figure:
                     z=np.where(ends == "diverged", 1.0, np.nan).tolist(),
                     colorscale=[[0, DIVERGED_FILL], [1, DIVERGED_FILL]],
                     showscale=False,
-                    text=np.where(ends == "diverged", "diverged", "").tolist(),
+                    text=np.where(ends == "diverged", DIVERGED_MARK, "").tolist(),
                     texttemplate="%{text}",
                     textfont={"color": "white", "size": style.FONT_SIZE - 2},
                     customdata=hover,
@@ -260,9 +272,9 @@ def stability_map(result: GridResult) -> go.Figure:
     fig.update_yaxes(title_text="initial weight scale (x std 0.01)", type="category", row=1, col=1)
     style.styled(
         fig,
-        f"Stability map: test accuracy after {result.plain.steps:,} steps, "
-        "learning rate x initial weight scale",
+        f"Stability map: test accuracy after {result.plain.steps:,} steps",
         max(style.HEIGHT, 170 + 64 * len(result.scales)),
+        wide=True,
     )
     fig.update_layout(margin={"t": 75})  # no legend under the title: the colorbar says it
     return fig

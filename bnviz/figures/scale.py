@@ -141,7 +141,9 @@ def outputs_overlay(ident: Identity, unit: int = 0) -> go.Figure:
     fig.update_xaxes(title_text=f"example in the batch, sorted by W u (of {len(rank)})")
     fig.update_yaxes(title_text=f"unit {unit}, layer {layer}", row=1, col=1)
     return style.styled(
-        fig, f"Scaling the weights by a = {a}: layer {layer}, unit {unit}, on one real batch"
+        fig,
+        f"Scaling the weights by a = {a}: layer {layer}, unit {unit}, on one real batch",
+        wide=True,
     )
 
 
@@ -196,7 +198,7 @@ def input_gradients(ident: Identity) -> go.Figure:
     fig.update_yaxes(title_text=f"dL/du with {a}W", row=1, col=1)
     fig.update_xaxes(exponentformat="power", showexponent="all")
     fig.update_yaxes(exponentformat="power", showexponent="all")
-    return style.styled(fig, f"Gradient at the layer's input, ∂L/∂u: W vs {a}W")
+    return style.styled(fig, f"Gradient at the layer's input, ∂L/∂u: W vs {a}W", wide=True)
 
 
 def gradient_law(ident: Identity) -> go.Figure:
@@ -252,10 +254,10 @@ def gradient_law(ident: Identity) -> go.Figure:
         )
         title = f"Weight gradient vs a (log-log): fitted slope {ident.slope_bn:.3f} with BN"
     _mark_x(fig, ident.a, f"a = {common.fmt_value(ident.a)}")
-    fig.update_xaxes(type="log", title_text="scale a of the weights", exponentformat="power")
-    fig.update_yaxes(
-        type="log", title_text=f"‖∂L/∂(aW)‖, layer {ident.layer}", exponentformat="power"
-    )
+    fig.update_xaxes(title_text="scale a of the weights")
+    common.log_axis(fig, [a], "x")
+    fig.update_yaxes(title_text=f"‖∂L/∂(aW)‖, layer {ident.layer}")
+    common.log_axis(fig, [t.y for t in fig.data if t.y is not None])
     return style.styled(fig, title)
 
 
@@ -291,8 +293,7 @@ def norms_over_training(twins: Twins) -> go.Figure:
             common.Row("lr / ‖W‖²", effective_lr, log_y=True, digits=5),
             common.Row("measured ‖ΔW‖ / ‖W‖", _update_ratio, log_y=True, digits=5),
         ],
-        f"Over training (lr = {lr:g}): ‖W‖ (top), effective learning rate lr/‖W‖² (middle), "
-        "measured step ‖ΔW‖/‖W‖ (bottom)",
+        f"Over training (lr = {lr:g}): ‖W‖, lr/‖W‖² and the measured step ‖ΔW‖/‖W‖",
         shared_y=False,
         nticks=None,
     )
@@ -321,15 +322,15 @@ def trained_scaling(ts: TrainedScaling, a: float | None = None) -> go.Figure:
         _mark_x(fig, 1.0, "trained W", dash="solid", row=1, col=col)
         if a is not None and a != 1:
             _mark_x(fig, a, f"a = {common.fmt_value(a)}", row=1, col=col)
-        fig.update_xaxes(
-            type="log", title_text=f"scale a of W{ts.layer}", exponentformat="power", col=col
-        )
+        fig.update_xaxes(title_text=f"scale a of W{ts.layer}", col=col)
+        common.log_axis(fig, [ts.grid], "x", row=1, col=col)
     fig.update_yaxes(title_text="test loss", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], tickformat=".0%", row=1, col=2)
     return style.styled(
         fig,
-        f"The trained nets with layer {ts.layer}'s weights scaled by a "
-        f"({ts.n_examples} test digits as one batch, BN with that batch's statistics)",
+        f"The trained nets, layer {ts.layer}'s weights scaled by a "
+        f"({ts.n_examples} test digits as one batch)",
+        wide=True,
     )
 
 
@@ -372,11 +373,14 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
         column_widths=[0.28, 0.44, 0.28],
         specs=[[{}, {"secondary_y": True}, {}]],
         subplot_titles=[
-            f"BN input x: mean {gb.mean:.3f}, std {math.sqrt(gb.var):.3f}",
-            f"y = {gb.gamma:.3f} x̂ + {gb.beta:.3f}: {gb.linear_fraction:.0%} in |y| < {LINEAR_Y:g}",
-            f"sigmoid(y): {gb.saturated_fraction:.0%} saturated (|y| > {SATURATION_Y:.2f})",
+            # two short lines each: one line of each ran into its neighbours at 1280 pixels
+            f"BN input x<br>mean {gb.mean:.3f}, std {math.sqrt(gb.var):.3f}",
+            f"y = {gb.gamma:.3f} x̂ + {gb.beta:.3f}<br>{gb.linear_fraction:.0%} in |y| < "
+            f"{LINEAR_Y:g}",
+            f"sigmoid(y)<br>{gb.saturated_fraction:.0%} saturated (|y| > {SATURATION_Y:.2f})",
         ],
     )
+    fig.update_layout(margin={"t": style.MARGIN["t"] + style.TITLE_LINE})
     ex = _edges(gb.x, n_bins)
     cx = (ex[:-1] + ex[1:]) / 2
     fig.add_trace(
@@ -497,4 +501,5 @@ def gamma_beta(gb: GammaBeta, n_bins: int = 40) -> go.Figure:
         f"One unit of BN layer {gb.layer} on {len(gb.x)} test digits: "
         f"γ = {gb.gamma:.3f}, β = {gb.beta:.3f}",
         460,
+        wide=True,
     )

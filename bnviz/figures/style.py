@@ -24,7 +24,7 @@ RUN_DASH = {"plain": "dash", "BN": "solid", "LN": "solid", "GN": "solid"}
 
 FONT_FAMILY = "Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif"
 FONT_SIZE = 14
-MARGIN = {"l": 60, "r": 20, "t": 105, "b": 55}  # top: title, legend under it, panel titles
+MARGIN = {"l": 72, "r": 20, "t": 105, "b": 55}  # top: title, legend under it, panel titles
 HEIGHT = 440  # one row of panels on a wide page
 HEIGHT_ANIMATED = 520  # room for the slider and the play button under the panels
 
@@ -74,12 +74,15 @@ def _template() -> go.layout.Template:
     t = go.layout.Template(pio.templates["plotly_white"])
     t.layout.update(
         font={"family": FONT_FAMILY, "size": FONT_SIZE, "color": "#222222"},
-        title={"font": {"size": FONT_SIZE + 4}, "x": 0.0, "xanchor": "left", "xref": "paper"},
+        # from the chart's left edge, not the plot's: there a title has the chart's whole
+        # width (from the plot's edge a narrow chart cut it: "Test accuracy over trainin")
+        title={"font": {"size": FONT_SIZE + 4}, "x": 0.01, "xanchor": "left", "xref": "container"},
         colorway=[PLAIN, BN, ACCENT, MUTED],
         margin=MARGIN,
         hoverlabel={"font": {"family": FONT_FAMILY, "size": FONT_SIZE - 1}},
         legend={
             "orientation": "h",
+            "traceorder": "normal",  # grouped legends break a row at every group
             "xanchor": "left",
             "x": 0.0,
             "yanchor": "top",
@@ -96,7 +99,10 @@ def _template() -> go.layout.Template:
 TEMPLATE = _template()
 
 
-TITLE_WIDTH = 58  # characters on one title line: a chart in half a wide page holds about this
+# characters on one title line: a chart in half the page holds about 44 on a 1280-pixel
+# projector with the sidebar open; one across the page about twice that
+TITLE_WIDTH = 44
+TITLE_WIDTH_WIDE = 88
 TITLE_LINE = 22  # pixels a second title line takes
 
 
@@ -112,15 +118,40 @@ def wrap_title(title: str, width: int = TITLE_WIDTH) -> tuple[str, int]:
     return "<br>".join(lines), len(lines)
 
 
-def styled(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
-    """Apply the house template, a title and a height; returns the same figure.
+LEGEND_ROW = 24  # pixels a legend row takes
+LEGEND_WIDTH = 300  # pixels a legend row has on a half-width chart on a projector
+
+
+def legend_rows(fig: go.Figure, wide: bool = False) -> int:
+    """About how many rows the horizontal legend takes on the narrowest screen it is shown on
+    (a 1280-pixel projector), from its entries' lengths: the room kept for it above the
+    panels, so a second row does not run into the panel titles."""
+    names = []
+    for t in fig.data:
+        if t.showlegend is not False and t.name and (t.showlegend or t.name not in names):
+            names.append(t.name)
+    width = LEGEND_WIDTH * (2 if wide else 1)
+    rows, used = 1, 0.0
+    for name in names:
+        item = 45 + 7.5 * len(name)  # symbol and gap, then text at the house font size
+        if used and used + item > width:
+            rows, used = rows + 1, 0.0
+        used += item
+    return rows
+
+
+def styled(fig: go.Figure, title: str, height: int = HEIGHT, wide: bool = False) -> go.Figure:
+    """Apply the house template, a title and a height; returns the same figure. ``wide``: the
+    chart spans the page (its title may run twice as long before it wraps).
 
     The title and the legend stack in the top margin at fixed pixel offsets (legends in the
     plot area would cover data, and above the panels they would collide with panel titles);
-    a title that needs a second line pushes the legend and the panels down by one line.
+    a title that needs a second line pushes the legend and the panels down by one line, and a
+    legend that needs a second row pushes the panels down by one row.
     """
-    text, lines = wrap_title(title)
-    extra = TITLE_LINE * (lines - 1)
+    text, lines = wrap_title(title, TITLE_WIDTH_WIDE if wide else TITLE_WIDTH)
+    title_extra = TITLE_LINE * (lines - 1)
+    extra = title_extra + LEGEND_ROW * (legend_rows(fig, wide) - 1)
     top = fig.layout.margin.t if fig.layout.margin.t is not None else MARGIN["t"]
     fig.update_layout(
         template=TEMPLATE,
@@ -132,6 +163,46 @@ def styled(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
             "yanchor": "top",
             "yref": "container",
         },
-        legend={"y": 1.0 - (44.0 + extra) / (height + extra)},
+        legend={"y": 1.0 - (44.0 + title_extra) / (height + extra)},
     )
     return fig
+
+
+def projected(fig: go.Figure, scale: float) -> go.Figure:
+    """A copy of a styled figure with its type ``scale`` times larger, for a projector: fonts,
+    the top and bottom margins, and the title's and the legend's pixel offsets grow; the plot
+    area keeps its height. The figure itself is left alone (figures are cached and shared)."""
+    out = go.Figure(fig)
+    if (out.layout.meta or {}).get("projected"):
+        return out
+    layout = out.layout
+    height = layout.height or HEIGHT
+    top = layout.margin.t if layout.margin.t is not None else MARGIN["t"]
+    bottom = layout.margin.b if layout.margin.b is not None else MARGIN["b"]
+    new_height = height + (scale - 1) * (top + bottom)
+
+    def from_top(y: float | None, default: float) -> float:
+        """A container y (fraction from the bottom) at ``scale`` times its distance from the top."""
+        y = default if y is None else y
+        return 1.0 - (1.0 - y) * height * scale / new_height
+
+    base = layout.font.size or FONT_SIZE
+    out.update_layout(
+        font={"size": round(base * scale)},
+        height=round(new_height),
+        margin={"t": round(top * scale), "b": round(bottom * scale)},
+        title={"font": {"size": round((layout.title.font.size or base + 4) * scale)}},
+        meta={"projected": True},
+    )
+    if layout.title.yref == "container":
+        out.update_layout(title={"y": from_top(layout.title.y, 1.0)})
+    if layout.legend.yref == "container":
+        out.update_layout(legend={"y": from_top(layout.legend.y, 1.0)})
+    for a in out.layout.annotations:
+        if a.font.size:
+            a.font.size = round(a.font.size * scale)
+    for trace in out.data:
+        font = getattr(trace, "textfont", None)
+        if font is not None and font.size:
+            trace.textfont.size = round(font.size * scale)
+    return out

@@ -54,7 +54,15 @@ def test_bad_values_fall_back_with_a_notice(key, raw, expected_default, words):
     values, notices = read_query(CONTROLS, {key: raw})
     assert values[key] == expected_default
     assert len(notices) == 1
-    assert f"{key}={raw}" in notices[0] and words in notices[0]
+    assert f"` {key}={raw} `" in notices[0] and words in notices[0]
+    label = {c.name: c.label for c in CONTROLS}[key]
+    assert notices[0].startswith(f"{label} (")  # the name a student sees, not the URL's
+
+
+def test_notices_show_what_the_link_said_as_code_never_as_markdown():
+    _, notices = read_query(CONTROLS, {"lr": "[Log in](http://example.com)", "# head": "1"})
+    assert notices[0].startswith("Learning rate (` lr=[Log in](http://example.com) `)")
+    assert notices[1] == "` # head ` is not a setting of this page"
 
 
 def test_values_between_slider_stops_are_rounded_with_a_note():
@@ -68,7 +76,7 @@ def test_values_between_slider_stops_are_rounded_with_a_note():
 def test_unknown_parameters_are_reported():
     values, notices = read_query(CONTROLS, {"foo": "1"})
     assert values["lr"] == 0.5
-    assert notices == ["foo is not a setting of this page"]
+    assert notices == ["` foo ` is not a setting of this page"]
 
 
 def test_presets_from_the_url_then_explicit_values_win():

@@ -120,3 +120,28 @@ def test_the_torch_engine_on_cuda_agrees():
     theirs = train_arms_torch(TrainConfig(**ARMS_BASE), ARMS, device="cuda")
     for ours, other in zip(train_arms(TrainConfig(**ARMS_BASE), ARMS), theirs, strict=True):
         assert_same(ours, other, loss_rtol=1e-8, state_rtol=1e-7, record_rtol=1e-5)
+
+
+def test_test_accuracy_between_records_is_what_a_record_there_would_measure():
+    """eval_every=5 adds accuracy at steps 5, 15, 25, 35 (the records keep 10, 20, ...), and
+    each equals the record a run with record_every=5 takes at that step; the loss is the same
+    run's loss, bit for bit, so evaluating changes nothing about training."""
+    dense = TrainConfig(**BASE, norm="batch", eval_every=5)
+    every5 = TrainConfig(**{**BASE, "record_every": 5}, norm="batch")
+    for engine in (FastEngine, ReferenceEngine):
+        h, ref = trained(engine, dense), trained(engine, every5)
+        assert list(h.eval_steps) == [5, 15, 25, 35]
+        steps, acc = h.accuracy_track()
+        assert list(steps) == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+        assert list(ref.record_steps) == list(steps)
+        np.testing.assert_allclose(acc, ref.test_acc, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(h.loss, ref.loss)
+
+
+def test_evaluations_stop_at_eval_until_and_at_divergence():
+    h = trained(FastEngine, TrainConfig(**BASE, norm="batch", eval_every=3, eval_until=20))
+    assert list(h.eval_steps) == [3, 6, 9, 12, 15, 18]
+    cfg = TrainConfig(**BASE, norm="none", lr=200.0, init_scale=5.0, init_std=0.1, eval_every=1)
+    h = trained(FastEngine, cfg)
+    assert h.diverged_at is not None
+    assert h.eval_steps.max() <= h.diverged_at

@@ -104,6 +104,31 @@ def test_noise_has_the_moments_santurkar_et_al_state():
     assert F.Noise(0.0).n_mu == 0 and F.Noise(0.0).n_sigma == 1 and F.Noise(2.0).r_sigma == 0.2
 
 
+@pytest.mark.parametrize("strength", [0.25, 3.0])
+def test_noise_strength_scales_every_constant_and_the_moments_follow(strength):
+    """The debate lesson's slider: strength s gives n_mu = 0.5 s, n_sigma = 1 + 0.25 s,
+    r_mu = r_sigma = 0.1 s, so E[s] = 1 + 0.125 s, Var[s] = (0.25 s)^2 / 12 + (0.1 s)^2,
+    E[m] = 0 and Var[m] = s^2 / 12 + (0.2 s)^2 / 12."""
+    noise = F.Noise(strength)
+    assert (noise.n_mu, noise.n_sigma) == (0.5 * strength, 1 + 0.25 * strength)
+    assert noise.r_mu == noise.r_sigma == pytest.approx(0.1 * strength)
+    keys = F.noise_keys(seed=5, layer=2)
+    m, d, steps = 32, 40, 300
+    scales, adds = [], []
+    for t in range(steps):
+        draws = F.noise_draws(keys, t, m, d)
+        add = F.noise_forward(np.zeros((m, d)), noise, draws)[0]
+        adds.append(add)
+        scales.append(F.noise_forward(np.ones((m, d)), noise, draws)[0] - add)
+    s, a = np.concatenate(scales).ravel(), np.concatenate(adds).ravel()
+    var_s = (0.25 * strength) ** 2 / 12 + (0.1 * strength) ** 2
+    var_m = strength**2 / 12 + (0.2 * strength) ** 2 / 12
+    assert abs(s.mean() - (1 + 0.125 * strength)) < 4 * np.sqrt(var_s / (steps * d))
+    assert s.var() == pytest.approx(var_s, rel=0.06)
+    assert abs(a.mean()) < 4 * np.sqrt(var_m / (steps * d))
+    assert a.var() == pytest.approx(var_m, rel=0.06)
+
+
 def test_the_normal_quantile_is_accurate_and_its_draws_are_normal():
     from scipy.special import ndtri
 

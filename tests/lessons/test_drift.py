@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from bnviz import assets
+from bnviz.experiments import drift as exp
 from bnviz.figures import animate, common, drift, style
 from bnviz.histograms import density_from_quantiles, outside_fraction, robust_ymax, shared_edges
 from bnviz.record import LEVELS
@@ -164,7 +166,7 @@ def test_twin_histograms_traces_and_frames(twins):
 
 
 def test_twin_histograms_draw_the_recorded_densities(twins):
-    fig = animate.histograms_over_training(twins, 2)
+    fig = animate.histograms_over_training(twins, 2, shared_x=True)
     recs = [h.layers[1].sites["act_in"] for h in twins]
     edges = shared_edges([r.quantiles for r in recs])
     width = np.diff(edges)
@@ -236,7 +238,8 @@ def test_twin_histograms_diverged_run(diverged):
     fig = animate.histograms_over_training(diverged, 1)
     assert len(fig.frames) == len(diverged.bn.record_steps) == 11
     titles = [a.text for a in fig.layout.annotations]
-    assert "plain net (diverged at step 70)" in titles and "BN net" in titles
+    assert "plain net (diverged at step 70) (own x axis)" in titles
+    assert "BN net (own x axis)" in titles
     # a diverged run gets its own axis, so its blown-up values cannot flatten the other panel
     for ax, h in (("xaxis", diverged.plain), ("xaxis2", diverged.bn)):
         e = shared_edges([h.layers[0].sites["act_in"].quantiles])
@@ -253,23 +256,33 @@ def test_every_figure_survives_a_real_divergence(exploded):
     k = exploded.plain.diverged_at
     note = f"plain diverged at step {k}"
     hist = animate.histograms_over_training(exploded, 1)
-    assert f"plain net (diverged at step {k})" in [a.text for a in hist.layout.annotations]
+    assert any(
+        a.text.startswith(f"plain net (diverged at step {k})") for a in hist.layout.annotations
+    )
     assert hist.layout.xaxis.range != hist.layout.xaxis2.range
     for name, build in builders(exploded).items():
         fig = build()
         json.loads(fig.to_json())
         if name != "twin_histograms":
             texts = [a.text for a in fig.layout.annotations]
-            assert any(note in t for t in texts), (name, texts)
+            assert any(note in t or f"(diverged at step {k}" in t for t in texts), (name, texts)
     assert drift.saturation_over_time(exploded).layout.yaxis.title.text == "fraction of dead units"
 
 
-def test_twin_histograms_site_only_in_the_bn_net(twins):
-    fig = animate.histograms_over_training(twins, 1, site="bn_in")
+def test_twin_histograms_bn_input_shows_the_plain_nets_linear_output(twins):
+    """The plain net has no BN: for "BN input" its panel shows its Linear output, as the
+    page's help says (the same numbers as its act_in)."""
+    fig = animate.histograms_over_training(twins, 1, site="bn_in", shared_x=True)
     assert fig.layout.xaxis.title.text == "BN input, hidden layer 1"
-    assert not any(np.any(f.data[0].y) for f in fig.frames)
+    assert all(np.any(f.data[0].y) for f in fig.frames)
     assert all(np.any(f.data[1].y) for f in fig.frames)
-    assert fig.frames[0].data[2].text[0] == "no BN input in the plain net"
+    titles = [a.text for a in fig.layout.annotations]
+    assert "plain net: its Linear output, no BN" in titles
+    x, w = np.asarray(fig.data[0].x), np.asarray(fig.data[0].width)
+    edges = np.append(x - w / 2, x[-1] + w[-1] / 2)
+    want = density_from_quantiles(twins.plain.layers[0].sites["act_in"].quantiles, LEVELS, edges)
+    for f, row in zip(fig.frames, want, strict=True):
+        np.testing.assert_allclose(f.data[0].y, row, rtol=1e-3, atol=1e-3 * row.max())
 
 
 def test_bad_arguments_are_refused(twins):
@@ -306,7 +319,7 @@ def curves(trace):
 
 
 def test_ridge_draws_every_record_of_both_runs(twins):
-    fig = drift.ridge(twins, 2, overlap=1.8)
+    fig = drift.ridge(twins, 2, overlap=1.8, shared_x=True)
     assert [d.name for d in fig.data] == ["plain", "BN"]
     for d in fig.data:
         assert d.fill == "toself" and d.line.color == style.run_color(d.name)
@@ -334,7 +347,7 @@ def test_ridge_draws_every_record_of_both_runs(twins):
             np.testing.assert_allclose(
                 x[[0, -1]], edges[[bins[0], bins[-1] + 1]], atol=1e-3 * width
             )
-    shared = drift.ridge(twins, 2, normalize=False, overlap=1.8)
+    shared = drift.ridge(twins, 2, normalize=False, overlap=1.8, shared_x=True)
     dens = [density_from_quantiles(r.quantiles, LEVELS, edges) for r in recs]
     top = robust_ymax(np.concatenate(dens), headroom=1.0)  # one scale for every curve
     for d, dn in zip(shared.data, dens, strict=True):
@@ -352,7 +365,7 @@ def test_ridge_subsamples_and_marks_divergence(long_twins, diverged):
     fig = drift.ridge(diverged, 1)
     assert max(s for s, _, _ in curves(fig.data[0])) == 60
     assert max(s for s, _, _ in curves(fig.data[1])) == 200
-    assert any("plain diverged at step 70" in a.text for a in fig.layout.annotations)
+    assert any("diverged at step 70" in a.text for a in fig.layout.annotations)
 
 
 # --------------------------------------------------------------------------- percentiles
@@ -364,8 +377,8 @@ def test_percentile_bands_use_the_units_own_values(twins):
     for h in twins:
         pct = h.layers[1].sites["act_in"].unit_pct[:, unit, :]
         (hi,) = named(fig, f"{h.label} 85th percentile")
-        (band,) = named(fig, f"{h.label} 15th–85th percentile")
-        (med,) = named(fig, f"{h.label} median")
+        (band,) = named(fig, f"{h.label}: 15th–85th")
+        (med,) = named(fig, f"{h.label}: median")
         np.testing.assert_allclose(hi.y, pct[:, 2])
         np.testing.assert_allclose(band.y, pct[:, 0])
         np.testing.assert_allclose(med.y, pct[:, 1])
@@ -373,10 +386,10 @@ def test_percentile_bands_use_the_units_own_values(twins):
         assert band.fill == "tonexty" and list(fig.data).index(band) == list(fig.data).index(hi) + 1
         assert med.line.color == band.line.color == style.run_color(h.label)
         assert hi.showlegend is False
-    assert named(fig, "plain median")[0].xaxis == "x" and named(fig, "BN median")[0].xaxis == "x2"
+    assert named(fig, "plain: median")[0].xaxis == "x" and named(fig, "BN: median")[0].xaxis == "x2"
     assert fig.layout.yaxis2.matches == "y"  # one y scale, so stability compares by eye
     other = drift.percentile_bands(twins, 2, unit + 1)
-    assert not np.allclose(named(other, "plain median")[0].y, named(fig, "plain median")[0].y)
+    assert not np.allclose(named(other, "plain: median")[0].y, named(fig, "plain: median")[0].y)
 
 
 def test_typical_unit_is_the_median_mover(twins):
@@ -389,7 +402,7 @@ def test_typical_unit_is_the_median_mover(twins):
     assert f"unit {u}" in fig.layout.title.text
     for h in twins:
         np.testing.assert_allclose(
-            named(fig, f"{h.label} median")[0].y, h.layers[1].sites["act_in"].unit_pct[:, u, 1]
+            named(fig, f"{h.label}: median")[0].y, h.layers[1].sites["act_in"].unit_pct[:, u, 1]
         )
 
 
@@ -466,8 +479,11 @@ def test_drift_over_time(twins, metric):
         np.testing.assert_allclose(d.y, getattr(h.layers[i // 2].sites["act_in"], metric))
         assert d.line.dash == style.RUN_DASH[d.name]
     assert fig.data[0].y[0] == 0.0  # step 0 is its own reference
-    assert fig.layout.yaxis2.matches == "y"
+    # each layer its own y axis: on a shared one a first-record spike of one layer flattened
+    # the others to a line at 0
+    assert fig.layout.yaxis2.matches is None
     assert fig.layout.yaxis.title.text == drift.METRICS[metric]
+    assert fig.layout.xaxis.autorangeoptions.maxallowed == twins.plain.config.steps
     bn_only = drift.drift_over_time(twins, site="bn_in")
     assert [d.name for d in bn_only.data] == ["BN", "BN"]
 
@@ -504,3 +520,50 @@ def test_mean_std_over_time(twins):
         assert mean.showlegend and not std.showlegend
     assert fig.layout.xaxis.title.text == "training step"
     assert fig.layout.yaxis.title.text == "sigmoid input, hidden layer 2"
+
+
+def test_each_step_axes_fit_every_frame(long_twins):
+    """axes="each step": every frame carries its own ranges, fitted to that step's values,
+    and the bars sit on that step's bins."""
+    fig = animate.histograms_over_training(long_twins, 1, axes="each step", shared_x=True)
+    ranges = {tuple(f.layout.xaxis.range) for f in fig.frames}
+    assert len(ranges) > 1
+    for f in fig.frames:
+        lo, hi = f.layout.xaxis.range
+        assert lo <= min(f.data[0].x) and max(f.data[0].x) <= hi
+        assert f.layout.yaxis.range[1] >= max(f.data[0].y)
+    with pytest.raises(ValueError, match="axes"):
+        animate.histograms_over_training(long_twins, 1, axes="sideways")
+
+
+def test_a_run_twenty_times_wider_gets_its_own_x_axis(twins):
+    """A shared axis sized for a run whose values spread twenty times wider squashes the
+    other into a bar or two: then each panel gets its own axis, and says so."""
+    plain, bn = (h.layers[1].sites["act_in"].quantiles for h in twins)
+    width = [float(np.max(q[:, -3] - q[:, 2])) for q in (plain, bn)]
+    assert max(width) > animate.SPREAD_RATIO * min(width)  # this fixture's plain net: narrow
+    fig = animate.histograms_over_training(twins, 2)
+    assert fig.layout.xaxis.range != fig.layout.xaxis2.range
+    assert all("own x axis" in a.text for a in fig.layout.annotations[:2])
+    assert animate.comparable_spreads([bn, bn * 3])
+
+
+def test_steps_to_90_percent_does_not_depend_on_the_run_length():
+    """The default run (2,000 steps, a record every 20) and the paper preset (50,000 steps, a
+    record every 500) share their first 2,000 steps: "steps to 90%" must agree. It read 60
+    and 500 when accuracy was measured only at the records."""
+    default, paper = assets.load("drift-default"), assets.load("paper-figure-1")
+    np.testing.assert_array_equal(default.bn.loss[:2000], paper.bn.loss[:2000])
+    reached = [exp.steps_to_accuracy(run.bn, exp.TARGET_ACC) for run in (default, paper)]
+    assert reached[0] == reached[1] is not None
+    assert reached[0] % exp.EVAL_EVERY == 0
+    assert exp.accuracy_resolution(paper.bn, reached[1]) == exp.EVAL_EVERY
+    assert exp.accuracy_resolution(paper.bn, 20_000) == paper.bn.config.record_every
+
+
+def test_movement_reads_the_last_finite_record(twins):
+    m = exp.movement(twins.plain, 2)
+    rec = twins.plain.layers[1].sites["act_in"]
+    assert (m.std_start, m.std_end) == (float(rec.std[0]), float(rec.std[-1]))
+    assert m.moved == float(rec.drift_init[-1]) and m.step == twins.plain.record_steps[-1]
+    assert [x.layer for x in exp.movements(twins.bn)] == [1, 2]

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from bnviz import outcome
 from bnviz.data import BatchSampler
 from bnviz.experiments import learning_rate as lr
 from bnviz.figures import common, style
@@ -131,18 +132,19 @@ def test_divergence_is_a_result(diverging_twins):
     assert plain.diverged_at == 16
     assert len(plain.loss) == 16
     assert bn.diverged_at is None and len(bn.loss) == 200
-    assert lr.outcome(plain, math.log(10)) == "diverged"
+    assert outcome.outcome(plain, 0.1) == "diverged"
 
 
 def test_sweep_outcomes_match_the_runs(sweep_cfg, sweep_result):
-    chance = math.log(10)
+    chance = outcome.chance_accuracy(sweep_cfg.base)
     for name, o in sweep_result:
         np.testing.assert_array_equal(o.lr, sweep_cfg.lrs)
-        assert o.steps == 100 and o.chance_loss == pytest.approx(chance)
+        assert o.steps == 100 and o.chance_loss == pytest.approx(math.log(10))
+        assert o.chance_acc == chance
         cfgs = sweep_cfg.configs(name == "BN")
         for i, cfg in enumerate(cfgs):
             ref = train(cfg)
-            assert o.outcome[i] == lr.outcome(ref, chance)
+            assert o.outcome[i] == outcome.outcome(ref, chance)
             if ref.diverged_at is None:
                 assert o.diverged_at[i] == -1
                 assert o.final_acc[i] == pytest.approx(ref.test_acc[-1])
@@ -155,20 +157,40 @@ def test_sweep_outcomes_match_the_runs(sweep_cfg, sweep_result):
     assert not sweep_result.bn.diverged.any()
 
 
-def test_stalled_means_finished_near_chance():
+def test_stalled_means_not_halfway_from_chance_to_perfect():
+    """Judged by what a student reads, the test accuracy: with chance at 10% a run learned
+    from 55% up. A 38% net stalled even though its loss (1.6) was far below chance level
+    (2.30), and a 22% net stalled although its loss was under 90% of chance."""
     o = lr.Outcomes(
-        lr=np.array([0.1, 1.0, 10.0, 30.0]),
-        init_scale=np.ones(4),
-        final_loss=np.array([2.30, 0.5, 2.1, math.nan]),
-        final_acc=np.array([0.1, 0.9, 0.2, math.nan]),
-        diverged_at=np.array([-1, -1, -1, 7]),
-        first_loss=np.full(4, 2.3),
+        lr=np.array([0.1, 1.0, 3.0, 10.0, 30.0]),
+        init_scale=np.ones(5),
+        final_loss=np.array([2.30, 0.5, 1.6, 1.9, math.nan]),
+        final_acc=np.array([0.1, 0.9, 0.38, 0.22, math.nan]),
+        diverged_at=np.array([-1, -1, -1, -1, 7]),
+        first_loss=np.full(5, 2.3),
         steps=100,
         chance_loss=math.log(10),
+        chance_acc=0.1,
     )
-    assert list(o.outcome) == ["stalled", "learned", "stalled", "diverged"]
-    assert lr.describe(o) == "learned at 1; stalled at 0.1 and 10; diverged at 30"
-    assert lr.counts(o) == {"learned": 1, "stalled": 2, "diverged": 1}
+    assert o.learned_bar == pytest.approx(0.55)
+    assert list(o.outcome) == ["stalled", "learned", "stalled", "stalled", "diverged"]
+    assert lr.describe(o) == "learned at 1; stalled at 0.1 and 3 to 10; diverged at 30"
+    assert lr.counts(o) == {"learned": 1, "stalled": 3, "diverged": 1}
+    assert (
+        outcome.judge(False, 0.55, 0.1) == "learned"
+        and outcome.judge(False, 0.54, 0.1) == "stalled"
+    )
+
+
+def test_shipped_results_round_trip(sweep_result, grid_result, twins):
+    for result in (sweep_result, grid_result):
+        back = lr.result_from_npz(lr.result_to_npz(result))
+        assert type(back) is type(result)
+        for (_, a), (_, b) in zip(result, back, strict=True):
+            assert list(a.outcome) == list(b.outcome) and a.chance_acc == b.chance_acc
+            np.testing.assert_array_equal(a.final_acc, b.final_acc)
+    back = lr.result_from_npz(lr.result_to_npz(twins))
+    np.testing.assert_allclose(back.bn.loss, twins.bn.loss, rtol=1e-6)  # stored as float32
 
 
 def test_describe_joins_neighbouring_rates():
@@ -176,11 +198,12 @@ def test_describe_joins_neighbouring_rates():
         lr=np.array([0.001, 0.01, 0.1, 1.0, 10.0]),
         init_scale=np.ones(5),
         final_loss=np.array([2.3, 2.3, 0.1, 0.1, 0.1]),
-        final_acc=np.full(5, 0.5),
+        final_acc=np.array([0.1, 0.1, 0.9, 0.9, 0.9]),
         diverged_at=np.full(5, -1),
         first_loss=np.full(5, 2.3),
         steps=100,
         chance_loss=math.log(10),
+        chance_acc=0.1,
     )
     assert lr.describe(o) == "learned at 0.1 to 10; stalled at 0.001 to 0.01"
 
@@ -271,6 +294,37 @@ def test_sweep_chart(sweep_result):
     assert sorted(s.x0 for s in vlines) == [3.0, 3.0, 30.0, 30.0]
     (chance,) = [t for t in fig.data if t.name.startswith("chance level")]
     assert list(chance.y) == [pytest.approx(math.log(10))] * 2
+    (bar,) = [t for t in fig.data if t.name.startswith("learned:")]
+    assert list(bar.y) == [pytest.approx(sweep_result.plain.learned_bar)] * 2
+
+
+def test_diverged_marks_sit_in_their_own_band_one_row_per_net():
+    """A diverged run has no accuracy: it was drawn at 0%, and BN's x marks hid the plain
+    net's at the same rate. Now each net has its own row in a band past the axis."""
+
+    def ended(diverged_at):
+        return lr.Outcomes(
+            lr=np.array([1.0, 30.0]),
+            init_scale=np.ones(2),
+            final_loss=np.array([0.2, math.nan]),
+            final_acc=np.array([0.9, math.nan]),
+            diverged_at=np.array(diverged_at),
+            first_loss=np.full(2, 2.3),
+            steps=100,
+            chance_loss=math.log(10),
+            chance_acc=0.1,
+        )
+
+    o = ended([-1, 5])
+    fig = figs.sweep_chart(lr.SweepResult(o.lr, o, ended([-1, 9])))
+    plain = [t for t in fig.data if t.name == "plain diverged"]
+    bn = [t for t in fig.data if t.name == "BN diverged"]
+    for p, b in zip(plain, bn, strict=True):
+        assert p.y[0] != b.y[0]  # never on top of each other
+    acc_axis = fig.layout.yaxis2
+    assert plain[1].y[0] < 0 and bn[1].y[0] < 0 and acc_axis.range[0] < bn[1].y[0]
+    assert "diverged" in acc_axis.ticktext and "0%" in acc_axis.ticktext
+    assert fig.layout.yaxis.range[1] > np.log10(bn[0].y[0])  # the loss band is on the axis too
 
 
 def test_sweep_chart_marks_stalled_runs():
@@ -283,6 +337,7 @@ def test_sweep_chart_marks_stalled_runs():
         first_loss=np.full(2, 2.3),
         steps=100,
         chance_loss=math.log(10),
+        chance_acc=0.1,
     )
     fig = figs.sweep_chart(lr.SweepResult(o.lr, o, o))
     stalled = [t for t in fig.data if t.name == "plain stalled"]
@@ -302,7 +357,11 @@ def test_stability_map_cells_equal_the_runs(grid_result):
         np.testing.assert_array_equal(np.isnan(z), g.cell(o, "diverged"))
         np.testing.assert_allclose(z[~np.isnan(z)], acc[~np.isnan(acc)])
     (overlay,) = [t for t in fig.data if t.name == "plain diverged"]
-    assert overlay.text[1][1] == "diverged" and overlay.text[0][0] == ""
+    assert overlay.text[1][1] == figs.DIVERGED_MARK and overlay.text[0][0] == ""
+    cells = maps[0].text
+    for r, row in enumerate(g.cell(g.plain, "outcome")):
+        for c, ended in enumerate(row):  # every stalled cell is marked, no learned one is
+            assert (figs.STALLED_MARK in cells[r][c]) == (ended == "stalled")
     assert "diverged at step 16" in overlay.customdata[1][1]
     assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"
 

@@ -17,7 +17,7 @@ def test_drift_defaults_train_twins_and_draw_every_figure():
     assert_clean(at)
     assert not at.warning
     figs = charts(at)
-    assert len(figs) == 8
+    assert len(figs) == 7
     hist = figs[0]
     assert len(hist["frames"]) == 101  # 2,000 steps recorded every 20
     titles = [chart_title(f) for f in figs]
@@ -62,11 +62,11 @@ def test_drift_garbage_link_falls_back_with_a_notice():
     )
     assert_clean(at)
     (warning,) = at.warning
-    for words in ("lr=fast", "depth=-2", "dataset=imagenet", "junk is not a setting"):
+    for words in ("lr=fast", "depth=-2", "dataset=imagenet", "` junk ` is not a setting"):
         assert words in warning.value
     assert at.select_slider(key="drift.lr").value == 0.5
     assert at.slider(key="drift.depth").value == 3
-    assert len(charts(at)) == 8
+    assert len(charts(at)) == 7
 
 
 def test_drift_link_reproduces_the_view():
@@ -96,7 +96,7 @@ def test_drift_extreme_learning_rate_is_a_result_not_a_crash(activation):
     )
     assert_clean(at)
     assert any("diverged at step" in w.value for w in at.warning)
-    assert len(charts(at)) == 8
+    assert len(charts(at)) == 7
 
 
 def test_drift_sliders_at_both_ends():
@@ -113,4 +113,47 @@ def test_drift_sliders_at_both_ends():
     for query in (low, high):
         at = open_page("drift", query)
         assert_clean(at)
-        assert len(charts(at)) == 8
+        assert len(charts(at)) == 7
+
+
+def test_text_from_a_link_is_shown_as_text_not_markdown():
+    at = open_page(
+        "drift",
+        {"lr": "[Click here to log in](http://example.com)", "#evil": "x", "steps": "200"},
+    )
+    assert_clean(at)
+    notice = at.warning[0].value
+    lines = notice.splitlines()[2:]
+    assert lines == [
+        "- Learning rate (` lr=[Click here to log in](http://example.com) `): the value must be "
+        "a number, so it is 0.5",
+        "- ` #evil ` is not a setting of this page",
+    ]  # the link's text in code spans: no link, no heading, whatever it says
+
+
+def test_the_chosen_view_and_axes_are_in_the_link():
+    """A reopened link shows the same chart: the view (animated or all steps at once), the
+    histograms' axes and what drift is measured against all live in the URL."""
+    at = open_page("drift", {**FAST, "view": "ridge", "metric": "drift_init"})
+    assert_clean(at)
+    assert not at.warning
+    titles = [chart_title(f) for f in charts(at)]
+    assert "every recorded step at once" in titles[0]
+    assert "step-0" in titles[3]
+    at = open_page("drift", {**FAST, "axes": "each step"})
+    assert_clean(at)
+    assert not at.warning
+    assert at.query_params["axes"] == "each step"
+    hist = charts(at)[0]
+    ranges = {tuple(f["layout"]["xaxis"]["range"]) for f in hist["frames"]}
+    assert len(ranges) > 1  # each frame fits its own axes
+
+
+def test_a_diverged_net_shows_diverged_not_its_last_accuracy():
+    at = open_page("drift", {"dataset": "moons", "lr": "30", "steps": "200"})
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["BN net: test accuracy"] == "diverged"
+    lead = next(m.value for m in at.markdown if m.value.startswith("Two networks"))
+    assert "test points" in lead  # not "test images" for points in the plane
+    assert "reproduced" not in " ".join(h.value for h in at.subheader)

@@ -27,7 +27,7 @@ def test_defaults_draw_every_chart():
     loss, acc, sweep, grid = figs
     assert loss["layout"]["yaxis"]["type"] == "log"
     assert sweep["layout"]["xaxis"]["type"] == "log"
-    assert chart_title(sweep).startswith("Learning-rate sweep: 10 rates")
+    assert chart_title(sweep) == "Learning-rate sweep: 1,000 steps per net"
     assert len([t for t in grid["data"] if t["type"] == "heatmap"]) >= 2
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {"plain net at rate 1: test accuracy", "BN net at rate 1: test accuracy"}
@@ -37,6 +37,11 @@ def test_defaults_draw_every_chart():
     assert dict(at.query_params) == {}
     text = " ".join(m.value for m in at.markdown)
     assert "**BN** learned at 0.001 to 30." in text
+    # the plain net ends at 38%: less than halfway from chance to 100%, so it stalled
+    assert metrics["plain net at rate 1: test accuracy"] == "38.3%"
+    (info,) = at.info
+    assert "plain net **stalled**" in info.value and "56% this page counts as learned" in info.value
+    assert "**plain** learned at 3; stalled at 0.001 to 1 and 10 to 30." in text
     assert "hypothesis" in text and "Bjorck" in text
     assert len(at.table) == 1 and len(at.get("download_button")) == 3
 
@@ -62,7 +67,7 @@ def test_large_init_preset_plain_diverges():
     (warning,) = at.warning
     assert "plain net **diverged at step 16**" in warning.value
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["plain net at rate 30: test accuracy"] == "—"
+    assert metrics["plain net at rate 30: test accuracy"] == "diverged"
     assert float(metrics["BN net at rate 30: test accuracy"].rstrip("%")) > 85
     loss = charts(at)[0]
     assert any("diverged at step 16" in a.get("text", "") for a in loss["layout"]["annotations"])
@@ -100,7 +105,7 @@ def test_garbage_link_falls_back_with_a_notice():
         "depth=-2",
         "activation=softmax",
         "seed=abc",
-        "junk is not a setting",
+        "` junk ` is not a setting",
         "preset=nope",
     ):
         assert words in warning.value

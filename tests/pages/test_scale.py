@@ -85,7 +85,7 @@ def test_garbage_link_falls_back_with_a_notice():
         "identity=maybe",
         "unit=-5",
         "preset=no-such-preset",
-        "junk is not a setting",
+        "` junk ` is not a setting",
     ):
         assert words in warning.value
     assert at.select_slider(key="scale.a").value == 10.0
@@ -170,3 +170,25 @@ def test_sliders_at_both_ends():
     assert metrics(low_at)["fitted slope, log-log"] == "no gradient"
     assert metrics(low_at)["dL/du with BN: max change"] == "no gradient"
     assert any("batch of 2" in i.value for i in low_at.info)
+
+
+def test_the_orthogonality_note_matches_the_eps_in_use():
+    """It said "exactly 0 only when eps = 0" while eps was 0."""
+    at = open_page("scale")
+    text = " ".join(m.value for m in at.markdown)
+    assert "zero up to float64 rounding, since eps = 0 here" in text
+    assert "only at eps = 0" not in text
+    at = open_page("scale", {"eps": "1e-5"})
+    text = " ".join(m.value for m in at.markdown)
+    assert "exactly zero only at eps = 0, and here eps = 1e-05" in text
+
+
+def test_links_to_other_lessons_only_where_they_exist():
+    from bnviz.app.lessons import BY_STEM
+
+    at = open_page("scale")
+    text = " ".join(m.value for m in at.markdown)
+    assert "see the lesson" not in text
+    links = {el.proto.page for el in at.get("page_link")}
+    for stem in ("inference", "bn_steps"):
+        assert (stem.replace("_", "-") in links) == (stem in BY_STEM)
