@@ -128,7 +128,7 @@ def test_garbage_link_falls_back_with_a_notice():
         "mean=nan",
         "digit=-4",
         "seed=x",
-        "junk is not a setting",
+        "` junk ` is not a setting",
         "preset=nope",
     ):
         assert words in warning.value
