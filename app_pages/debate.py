@@ -181,10 +181,12 @@ st.markdown(
     f"unit's value a becomes s·a + m. Strength {cfg.noise:g}"
     + (" is the paper's constants." if cfg.noise == 1 else " scales every constant.")
 )
-st.caption(
-    "**Predict first:** noisy BN's units are pushed around afresh at every step. Will it train "
+pieces.predict(
+    f"{PAGE}.predict-1",
+    "Noisy BN's units are pushed around afresh at every step. Will it train "
     "as well as BN? Will its distributions move more or less than the plain net's? And the "
-    "same noise without BN? Then look at the charts and open *What this run shows*."
+    "same noise without BN? Then look at the charts and open *What this run shows*.",
+    gate=False,
 )
 c1, c2 = st.columns(2)
 with c1:
@@ -209,8 +211,10 @@ unit = widgets.view(
     st.columns([1, 2])[0],
     options=range(-1, width),
     label=f"Unit of hidden layer {layer}",
-    format=lambda u: f"a typical unit (#{typical}, median drift)" if u < 0 else f"#{u}",
+    format=lambda u: "a typical unit (median drift)" if u < 0 else f"#{u}",
 )
+if unit < 0:  # the number stays out of the option's label: a label must not change per run
+    st.caption(f"The typical unit is #{typical}.")
 pieces.chart(run.figure(cfg, arms, figs.unit_percentiles, layer, unit), key="unit")
 pieces.chart(run.figure(cfg, arms, figs.drift_by_arm, layer), key="drift")
 with st.expander("What this run shows", icon=":material/visibility:"):
@@ -238,10 +242,12 @@ pieces.formulas(
     r"\text{ICS}_{t,i} = \lVert G_{t,i} - G'_{t,i} \rVert_2, \qquad "
     r"\cos\angle(G_{t,i}, G'_{t,i})",
 )
-st.caption(
-    "**Predict first:** BN was proposed to stop the layers below from shifting what a layer "
+pieces.predict(
+    f"{PAGE}.predict-2",
+    "BN was proposed to stop the layers below from shifting what a layer "
     "sees. Should the BN net's G′ then be closer to its G than the plain net's? Change the "
-    "learning rate in the sidebar and look again."
+    "learning rate in the sidebar and look again.",
+    gate=False,
 )
 pieces.chart(run.figure(cfg, arms, figs.ics_over_training), key="ics")
 with st.expander("What this run shows", icon=":material/visibility:"):
@@ -266,9 +272,11 @@ st.markdown(
     f"(*gradient predictiveness*: the smaller, the better g predicts it) and the effective "
     f"β-smoothness, the largest gradient change per distance moved. {cap.describe()}"
 )
-st.caption(
-    "**Predict first:** which net's loss will vary less along its gradient, and whose "
-    "gradient will change less when it takes a step?"
+pieces.predict(
+    f"{PAGE}.predict-3",
+    "Which net's loss will vary less along its gradient, and whose "
+    "gradient will change less when it takes a step?",
+    gate=False,
 )
 compare = widgets.view(PAGE, BY_NAME["compare"])
 shown = figs.LANDSCAPE_VIEWS[compare]

@@ -82,6 +82,7 @@ CONTROLS = [
         "choice",
         "act_in",
         options=("act_in", "bn_in"),
+        labels={"act_in": "nonlinearity input", "bn_in": "BN input"},
         where="view",
         widget="segmented",
     ),
@@ -246,7 +247,6 @@ site = widgets.view(
     PAGE,
     BY_NAME["site"],
     mid,
-    format=lambda s: act if s == "act_in" else "BN input",
     help=f"The {act} is what the nonlinearity receives (in the BN net: BN's output, when BN "
     "sits before it). The BN input is the Linear layer's output. The plain net has no BN: "
     "both show its Linear output.",

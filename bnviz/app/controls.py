@@ -17,6 +17,7 @@ from bnviz import functional as F
 from bnviz.app.safe_text import as_code
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
+APP_PARAMETERS = {"present"}  # the app's own link parameters, on every page (not a page's)
 FALSE_WORDS = {"0", "false", "no", "off"}
 
 
@@ -202,7 +203,7 @@ def read_query(
         else:
             values.update({k: v for k, v in presets[match].items() if k in by_name})
     for key, raw in query.items():
-        if key == "preset":
+        if key == "preset" or key in APP_PARAMETERS:
             continue
         control = by_name.get(key)
         if control is None:

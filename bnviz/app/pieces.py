@@ -81,13 +81,14 @@ def lesson_link(stem: str, label: str) -> bool:
     return True
 
 
-def predict(key: str, question: str) -> bool:
+def predict(key: str, question: str, gate: bool = True) -> bool:
     """A "predict first" prompt before a result; returns whether the result is shown now. In
-    presenter mode the prompt is large and the result waits for a button, so the class
-    commits to a guess before it sees the answer."""
+    presenter mode the prompt is large and (with ``gate``) the result waits for a button, so
+    the class commits to a guess before it sees the answer. ``gate=False``: the page reveals
+    the answer itself (a "what this run shows" box, a guess to submit)."""
     box = st.container(border=True, key=f"bnviz-predict-{slug(key)}")
     box.markdown(f":material/psychology_alt: **Predict first.** {question}")
-    if not present.on():
+    if not present.on() or not gate:
         return True
     revealed = f"{key}.revealed"
     if st.session_state.get(revealed):

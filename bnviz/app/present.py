@@ -29,7 +29,7 @@ CSS = """
 }
 [data-testid="stMain"] h1 { font-size: 3.2rem; }
 [data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2.2rem; }
-[data-testid="stMetricValue"] { font-size: 3rem; }
+[data-testid="stMetricValue"] * { font-size: 2.6rem !important; }
 [data-testid="stMetricLabel"] p { font-size: 1.25rem !important; }
 [data-testid="stCaptionContainer"] p { font-size: 1.2rem; }
 [class*="st-key-bnviz-predict"] p { font-size: 2.1rem !important; line-height: 1.35; }

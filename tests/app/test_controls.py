@@ -73,6 +73,11 @@ def test_values_between_slider_stops_are_rounded_with_a_note():
     assert len(notices) == 3 and all("rounded" in n for n in notices)
 
 
+def test_the_apps_own_parameters_are_not_a_pages_settings():
+    values, notices = read_query(CONTROLS, {"present": "1"})
+    assert notices == [] and values["lr"] == 0.5
+
+
 def test_unknown_parameters_are_reported():
     values, notices = read_query(CONTROLS, {"foo": "1"})
     assert values["lr"] == 0.5

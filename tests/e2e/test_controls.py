@@ -100,3 +100,13 @@ def test_a_setting_moved_and_back_then_every_view_control(page, app_url, slug):
     screenshot(page, f"{slug}-controls-touched")
     assert touched >= 1
     assert_no_exception(page)
+    # then a drop-down setting changed and left changed (the activation, say): a view control
+    # whose labels follow it must still hand back a valid value
+    choice = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input').first
+    if choice.count():
+        choice.click()
+        for key in ("ArrowDown", "Enter"):
+            page.keyboard.press(key)
+        settle(page)
+        touch_view_controls(page)
+        assert_no_exception(page)

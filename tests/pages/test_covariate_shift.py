@@ -102,7 +102,7 @@ def test_garbage_link_falls_back_with_a_notice():
     assert_clean(at)
     (warning,) = at.warning
     for key in query:
-        words = "junk is not a setting" if key == "junk" else f"{key}={query[key]}"
+        words = "` junk ` is not a setting" if key == "junk" else f"{key}={query[key]}"
         assert words in warning.value
     assert at.slider(key="covariate_shift.dx").value == 1.0
     assert at.selectbox(key="covariate_shift.batch_a").value == "0"

@@ -88,7 +88,7 @@ def test_debate_garbage_link_falls_back_with_a_notice():
     at = open_page("debate", query)
     assert_clean(at)
     (warning,) = at.warning
-    for words in ("lr=fast", "noise=99", "activation=softmax", "at=x", "junk is not a setting"):
+    for words in ("lr=fast", "noise=99", "activation=softmax", "at=x", "` junk ` is not a setting"):
         assert words in warning.value
     assert at.select_slider(key="debate.lr").value == 1.0
     assert at.slider(key="debate.noise").value == 1.0

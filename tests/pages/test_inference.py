@@ -105,7 +105,7 @@ def test_garbage_link_falls_back_with_a_notice():
     assert_clean(at)
     (warning,) = at.warning
     for key, raw in query.items():
-        assert ("junk is not a setting" if key == "junk" else f"{key}={raw}") in warning.value
+        assert ("` junk ` is not a setting" if key == "junk" else f"{key}={raw}") in warning.value
     assert at.select_slider(key="inference.momentum").value == 0.1
     assert len(charts(at)) == N_CHARTS
 
