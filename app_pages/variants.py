@@ -117,6 +117,7 @@ st.markdown(
 )
 blocks_chart, paper_chart = static_charts()
 pieces.chart(blocks_chart, key="blocks")
+pieces.lesson_link("bn_steps", "BN step by step: the batch statistics, one value at a time")
 st.markdown(
     "An MLP has no pixels: a layer's input is N examples × D units. BN averages **each unit "
     "over the batch** (a column below), LN **all units of one example** (a row), GN **a group "
@@ -161,16 +162,17 @@ st.markdown(
     f"{', '.join(str(m) for m in g0.batch_sizes)}. Every net sees the same "
     f"**{g0.examples:,} examples** (batch 2 takes {g0.examples // 2:,} steps, batch 64 "
     f"{g0.examples // 64:,}), and its **learning rate scales with the batch**: "
-    f"{values['lr']:g} × m / 32, as the Group Norm paper does (0.1 × N / 32). Two nets per "
-    f"cell (seeds {values['seed']} and {values['seed'] + 1}), "
+    f"{values['lr']:g} × m / 32, as the Group Norm paper does (0.1 × N / 32). "
+    f"{g0.seeds} nets per cell (seeds {values['seed']} to {values['seed'] + g0.seeds - 1}), "
     f"{len(vr.GRID_NORMS) * len(g0.batch_sizes) * g0.seeds} nets in all, trained many at a "
     "time. He init, not the paper's tiny Gaussian (std 0.01), so that no normalizer starts "
     "at a disadvantage: at that scale a layer's units start nearly equal, and LN or GN over a "
     "few nearly equal values divides small differences by a small spread."
 )
-st.caption(
-    "Predict first: at batch 2, which normalization loses the most accuracy? Does any lose "
-    "none? Then look at the chart, and at the Group Norm paper's numbers beside it."
+reveal_grid = pieces.predict(
+    f"{PAGE}.batch",
+    "At batch 2, which normalization loses the most accuracy? Does any lose none? Then look "
+    "at the chart, and at the Group Norm paper's numbers beside it.",
 )
 results = [run.run_experiment(vr.EXPERIMENT, cfg) for cfg in grid_cfgs]
 grid = results if all(r is not None for r in results) else None
@@ -185,34 +187,38 @@ if grid is not None:
                 "has no accuracy (an x on the chart). A lower learning rate avoids it.",
                 icon=":material/trending_up:",
             )
-    left, right = st.columns(2)
-    with left:
-        pieces.chart(run.figure(grid_view, grid, figs.batch_size_chart), key="batch-size")
-        st.caption(
-            f"Each net saw {g0.examples:,} examples at rate {values['lr']:g} × m / 32. Lines: "
-            "the mean of the two nets of a cell; dots: each net."
-        )
-    with right:
-        pieces.chart(paper_chart, key="paper")
-        st.caption(
-            "Quoted from Wu & He (2018), Table 2: ImageNet validation error of ResNet-50 by "
-            "the images each GPU normalizes over, lr = 0.1 × N / 32."
-        )
-    st.markdown("\n".join(f"- {line}." for line in vr.describe_falls(grid)))
-    st.markdown(f"**{vr.compare_falls(grid)}**")
-    with st.expander("The Group Norm paper's Table 2 (ResNet-50, ImageNet validation error)"):
-        st.table(
-            {
-                "images per GPU": [str(m) for m in vr.GN_PAPER_BATCH],
-                **{name: [f"{e:.1f}%" for e in errs] for name, errs in vr.GN_PAPER_ERROR.items()},
-            },
-            hide_index=True,
-        )
-        st.caption(
-            "Wu & He (2018), Table 2: BN's error grows from 23.6% to 34.7% as the batch per GPU "
-            "falls from 32 to 2; GN's stays between 24.0% and 24.2%. BN's statistics are "
-            "computed per GPU, so images per GPU is BN's batch size."
-        )
+    if reveal_grid:
+        left, right = st.columns(2)
+        with left:
+            pieces.chart(run.figure(grid_view, grid, figs.batch_size_chart), key="batch-size")
+            st.caption(
+                f"Each net saw {g0.examples:,} examples at rate {values['lr']:g} × m / 32. Lines: "
+                f"the mean of the {g0.seeds} nets of a cell; dots: each net."
+            )
+        with right:
+            pieces.chart(paper_chart, key="paper")
+            st.caption(
+                "Quoted from Wu & He (2018), Table 2: ImageNet validation error of ResNet-50 by "
+                "the images each GPU normalizes over, lr = 0.1 × N / 32."
+            )
+        st.markdown("\n".join(f"- {line}." for line in vr.describe_falls(grid)))
+        st.markdown(f"**{vr.compare_falls(grid)}**")
+        with st.expander("The Group Norm paper's Table 2 (ResNet-50, ImageNet validation error)"):
+            st.table(
+                {
+                    "images per GPU": [str(m) for m in vr.GN_PAPER_BATCH],
+                    **{
+                        name: [f"{e:.1f}%" for e in errs]
+                        for name, errs in vr.GN_PAPER_ERROR.items()
+                    },
+                },
+                hide_index=True,
+            )
+            st.caption(
+                "Wu & He (2018), Table 2: BN's error grows from 23.6% to 34.7% as the batch "
+                "per GPU falls from 32 to 2; GN's stays between 24.0% and 24.2%. BN's "
+                "statistics are computed per GPU, so images per GPU is BN's batch size."
+            )
 
     st.subheader("Train mode against eval mode")
     st.markdown(
@@ -278,10 +284,10 @@ st.markdown(
     "is a single weight of 1). After training, each BN's input is measured over the training "
     "split in train mode (dropout on) and in eval mode (off)."
 )
-st.caption(
-    "Predict first: which of the three does best on the test split: dropout in every block, "
-    "the same net with its BN statistics re-estimated with dropout off, or dropout after the "
-    "last BN only?"
+reveal_dropout = pieces.predict(
+    f"{PAGE}.dropout",
+    "Which of the three does best on the test split: dropout in every block, the same net "
+    "with its BN statistics re-estimated with dropout off, or dropout after the last BN only?",
 )
 try:
     dropout_cfg = vr.dropout_arms({**values, "keep": keep})
@@ -306,9 +312,11 @@ if dropout is not None:
             "no shift; the dashed line is p, the ratio right after a dropout on a mean-0 input."
         )
     with right:
-        pieces.chart(
-            run.figure(dropout_cfg, dropout, figs.dropout_accuracy, no_dropout), key="dropout-acc"
-        )
+        if reveal_dropout:
+            pieces.chart(
+                run.figure(dropout_cfg, dropout, figs.dropout_accuracy, no_dropout),
+                key="dropout-acc",
+            )
         st.caption(
             "*every block*: dropout after each hidden block; *recalibrated*: the same weights, "
             "BN's statistics re-estimated on the training split with dropout off; *last BN "
@@ -323,7 +331,8 @@ if dropout is not None:
     notes = vr.describe_shift_gap(dropout)
     if notes:
         st.caption(notes)
-    st.markdown(f"**{vr.describe_dropout(dropout)}**")
+    if reveal_dropout:
+        st.markdown(f"**{vr.describe_dropout(dropout)}**")
     st.caption(
         "Re-estimating keeps every weight and changes only the BN statistics, so it isolates "
         "the variance shift. Moving the dropout after the last BN also drops fewer units in "
@@ -341,7 +350,9 @@ st.markdown(
     "batch of 1 (and PyTorch raises an error). LayerNorm has no such problem: one example "
     "has 64 units to average over."
 )
-st.caption("Predict first: what does a trained BN net predict when each digit comes alone?")
+reveal_one = pieces.predict(
+    f"{PAGE}.one", "What does a trained BN net predict when each digit comes alone?"
+)
 one = None
 if grid is not None:
     digit = widgets.view(PAGE, BY_NAME["digit"])
@@ -351,7 +362,7 @@ if grid is not None:
     except ValueError as err:
         st.error(f"This cannot be shown: {err}")
         one = None
-    if one is not None:
+    if one is not None and reveal_one:
         cols = st.columns(4)
         cols[0].metric(
             "BN output − β, max",
@@ -392,6 +403,9 @@ if grid is not None:
                 f"{len(classes)} different answers; in eval mode, with running statistics, the "
                 f"same net scores {vr.pct(one.acc_eval)}."
             )
+        pieces.lesson_link(
+            "inference", "Training vs inference: the running statistics BN tests with"
+        )
 
 st.subheader("Recurrent nets")
 seqs = vr.sequences(seed=values["seed"])
@@ -415,6 +429,7 @@ st.caption(
     f"one sequence or none is left, up to the test sentence's {seqs.test_length} steps."
 )
 
+small_title = "Small batches and BN."
 small_batch = (
     "LN and GN never look at other examples, so their statistics do not depend on the batch "
     "size, as in the Group Norm paper's ResNet-50 numbers."
@@ -422,6 +437,8 @@ small_batch = (
 if grid is not None:
     falls = "; ".join(f"{r.name} {vr.pct(r.acc_at(32))} → {vr.pct(r.acc_at(2))}" for r in grid[1:])
     small_batch += f" Here, test accuracy from batch 32 to batch 2: {falls}."
+    if vr.bn_falls_most(grid):
+        small_title = "Small batches hurt BN most."
 shift = (
     "Where dropout feeds a BN, its input's variance at test time is a fraction of what BN "
     "learned in training."
@@ -451,15 +468,15 @@ pieces.notice_box(
 - **One formula, different sets.** BN, LN, GN and InstanceNorm all standardize and then scale
   by γ and shift by β; only the values the mean and variance come from differ. Only BN's
   reach across the examples of a batch, and everything below follows from that.
-- **Small batches hurt BN.** BN computes its statistics from m examples: at m = 2 each unit's
+- **{small_title}** BN computes its statistics from m examples: at m = 2 each unit's
   two values normalize to about −1 and +1 whatever they are, and the running averages used at
   test time are averages of such noisy batches. {small_batch}
 - **Groups are a dial.** GN with one group is LN; with one unit a group every value
   normalizes to 0 and the layer outputs β. With two units a group, the two values always
   become about ±1, like BN at batch 2.
 - **Dropout shifts variance.** {agreement} {shift} The formula counts only the dropout
-  right before a layer; deeper layers also inherit the shift of the layers below. The fixes:
-  dropout only after the last BN, or re-estimate BN's statistics with dropout off.
+  right before a layer; deeper layers also inherit the shift of the layers below. Li et al.'s
+  fixes: dropout only after the last BN, or re-estimate BN's statistics with dropout off.
 - **No batch, no BN.** A batch of one makes BN output β; a recurrent net's late time steps
   and unseen lengths leave BN without statistics. LayerNorm is the usual choice there.
 """,

@@ -891,6 +891,17 @@ def compare_falls(results: Sequence[KindResult], small: int = 2) -> str:
     return f"In this run {claim}: {100 * bn:.1f} points against {against}."
 
 
+def bn_falls_most(results: Sequence[KindResult], small: int = 2) -> bool:
+    """Whether BN loses more accuracy from batch 32 to ``small`` than LN and GN both do (False
+    where any of the three has no accuracy)."""
+    by = {r.norm: r for r in results}
+    if not {"batch", "layer", "group"} <= set(by):
+        return False
+    bn = by["batch"].fall(small)
+    others = [by[n].fall(small) for n in ("layer", "group")]
+    return all(math.isfinite(v) for v in [bn, *others]) and all(bn > o for o in others)
+
+
 def describe_gap(results: Sequence[KindResult]) -> str:
     """Where BN's train-vs-eval difference is largest, with its sign, in words."""
     by = {r.norm: r for r in results}

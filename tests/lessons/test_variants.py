@@ -296,6 +296,17 @@ def test_the_comparison_says_what_the_numbers_show(bn2, ln2, gn2, start):
     assert vr.compare_falls(results).startswith(start)
 
 
+@pytest.mark.parametrize(
+    "bn2, ln2, gn2, most",
+    [(0.5, 0.9, 0.9, True), (0.9, 0.8, 0.8, False), (0.8, 0.85, 0.7, False),
+     (0.8, 0.7, 0.85, False), (math.nan, 0.9, 0.9, False)],
+)  # fmt: skip
+def test_bn_falls_most_only_when_it_loses_more_than_ln_and_gn(bn2, ln2, gn2, most):
+    results = [_kind("batch", 0.9, bn2), _kind("layer", 0.9, ln2), _kind("group", 0.9, gn2)]
+    assert vr.bn_falls_most(results) is most
+    assert vr.bn_falls_most(results[:2]) is False
+
+
 def test_the_falls_read_as_signed_points():
     lines = vr.describe_falls([_kind("layer", 0.9, 0.9), _kind("batch", 0.9, 0.5)])
     assert lines == [

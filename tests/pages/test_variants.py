@@ -79,6 +79,30 @@ def test_defaults_train_every_grid_and_say_what_the_run_shows():
     assert len(at.latex) >= 6
     assert len(at.get("download_button")) == 4
     assert len(at.table) == 1  # the Group Norm paper's Table 2
+    notice = next(e for e in at.expander if e.label == "What to notice")
+    assert "**Small batches hurt BN most.**" in "\n".join(m.value for m in notice.markdown)
+    assert [p.label for p in at.get("page_link")] == [
+        "Training vs inference: the running statistics BN tests with"
+    ]
+
+
+def test_presenter_mode_holds_each_answer_until_asked():
+    at = open_page("variants", FAST)
+    at.toggle(key="present").set_value(True).run()
+    assert_clean(at)
+    assert at.query_params["present"] == "1"
+    assert not at.warning
+    hidden = [chart_title(f) for f in charts(at)]
+    assert "Our nets: test error vs batch size" not in hidden
+    assert "Wu & He 2018: ResNet-50, ImageNet" not in hidden
+    assert not at.metric or "BN net, digits alone" not in metrics(at)
+    for key in ("batch", "dropout", "one"):
+        at.button(key=f"{KEY}.{key}.reveal").click().run()
+    assert_clean(at)
+    shown = [chart_title(f) for f in charts(at)]
+    assert len(shown) == N_CHARTS
+    assert "Our nets: test error vs batch size" in shown
+    assert "BN net, digits alone" in metrics(at)
 
 
 @pytest.mark.parametrize("preset", list(vr.PRESETS))
