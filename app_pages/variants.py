@@ -76,6 +76,14 @@ CONTROLS = [
 BY_NAME = {c.name: c for c in CONTROLS}
 
 
+def seeds_words(n: int, first: int) -> str:
+    """How many nets train in each cell of the grid, and their seeds."""
+    if n == 1:
+        return f"One net per cell (seed {first})"
+    seeds = f"{first} and {first + 1}" if n == 2 else f"{first} to {first + n - 1}"
+    return f"{n} nets per cell (seeds {seeds})"
+
+
 @st.cache_resource(show_spinner=False)
 def static_charts() -> tuple:
     """The block picture and the Group Norm paper's numbers: the same for every visitor."""
@@ -163,7 +171,7 @@ st.markdown(
     f"**{g0.examples:,} examples** (batch 2 takes {g0.examples // 2:,} steps, batch 64 "
     f"{g0.examples // 64:,}), and its **learning rate scales with the batch**: "
     f"{values['lr']:g} × m / 32, as the Group Norm paper does (0.1 × N / 32). "
-    f"{g0.seeds} nets per cell (seeds {values['seed']} to {values['seed'] + g0.seeds - 1}), "
+    f"{seeds_words(g0.seeds, values['seed'])}, "
     f"{len(vr.GRID_NORMS) * len(g0.batch_sizes) * g0.seeds} nets in all, trained many at a "
     "time. He init, not the paper's tiny Gaussian (std 0.01), so that no normalizer starts "
     "at a disadvantage: at that scale a layer's units start nearly equal, and LN or GN over a "

@@ -81,9 +81,8 @@ def test_defaults_train_every_grid_and_say_what_the_run_shows():
     assert len(at.table) == 1  # the Group Norm paper's Table 2
     notice = next(e for e in at.expander if e.label == "What to notice")
     assert "**Small batches hurt BN most.**" in "\n".join(m.value for m in notice.markdown)
-    assert [p.label for p in at.get("page_link")] == [
-        "Training vs inference: the running statistics BN tests with"
-    ]
+    links = [p.label for p in at.get("page_link")]
+    assert "Training vs inference: the running statistics BN tests with" in links
 
 
 def test_presenter_mode_holds_each_answer_until_asked():
