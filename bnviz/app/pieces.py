@@ -125,12 +125,17 @@ def chart(fig: Any, key: str | None = None) -> None:
     )
 
 
+DOWNLOADS_PER_ROW = 3
+
+
 def downloads(files: Mapping[str, tuple[Callable[[], bytes | str], str]], key: str) -> None:
     """Download buttons side by side: label -> (data maker, file name). A click does not
     rerun the page: a rerun drops the files other buttons registered, so a second download
-    clicked within a moment of the first arrived as nothing."""
-    cols = st.columns(len(files))
-    for col, (label, (make, filename)) in zip(cols, files.items(), strict=True):
+    clicked within a moment of the first arrived as nothing. Three to a row, so a label
+    reads whole at 1280 px."""
+    per_row = min(len(files), DOWNLOADS_PER_ROW)
+    cols = [c for _ in range(0, len(files), per_row) for c in st.columns(per_row)]
+    for col, (label, (make, filename)) in zip(cols, files.items()):
         mime = "text/csv" if filename.endswith(".csv") else "application/octet-stream"
         col.download_button(
             label,

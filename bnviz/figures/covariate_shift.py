@@ -188,6 +188,7 @@ def decision_regions(view: ShiftView) -> go.Figure:
         f"The test points moved (shift {view.dx:g}, rotation {view.angle:g}°, scale "
         f"{view.scale:g}), on each net's decision regions",
         height=560,
+        wide=True,
     )
 
 
@@ -224,7 +225,7 @@ def accuracy_vs_shift(view: ShiftView) -> go.Figure:
             fig.update_xaxes(type="log", tickvals=[0.25, 0.5, 1, 2, 4], row=1, col=col)
         fig.update_xaxes(title_text=UNITS[name], row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.03], tickformat=".0%", row=1, col=1)
-    return style.styled(fig, "Accuracy as the test points move (each transform alone)")
+    return style.styled(fig, "Accuracy as the test points move (each transform alone)", wide=True)
 
 
 def hidden_shift(view: ShiftView) -> go.Figure:
@@ -247,7 +248,7 @@ def hidden_shift(view: ShiftView) -> go.Figure:
         fig.update_xaxes(title_text=f"tanh input, layer {view.layer}", row=1, col=col)
     fig.update_yaxes(tickformat=".0%")
     fig.update_yaxes(title_text="share of values (all units)", row=1, col=1)
-    return style.styled(fig, f"Hidden layer {view.layer}'s input moves with the input")
+    return style.styled(fig, f"Hidden layer {view.layer}'s input moves with the input", wide=True)
 
 
 # --------------------------------------------------------------------------- part 2: two batches
@@ -286,6 +287,7 @@ def batch_images(pair: Pair, n: int = 8) -> go.Figure:
         f"Batch A: {batch_title(pair.a)}; batch B: {batch_title(pair.b)} (the first {n} of each, "
         "pixels standardized as the net sees them: dark is more ink than that pixel's average)",
         height=380,
+        wide=True,
     )
 
 
@@ -310,7 +312,7 @@ def pair_histograms(pair: Pair) -> go.Figure:
     fig.update_layout(barmode="overlay")
     fig.update_yaxes(tickformat=".0%")
     fig.update_yaxes(title_text="share of values (all units)", row=1, col=1)
-    return style.styled(fig, f"What hidden layer {pair.layer} receives from each batch")
+    return style.styled(fig, f"What hidden layer {pair.layer} receives from each batch", wide=True)
 
 
 def unit_means(pair: Pair) -> go.Figure:
@@ -357,7 +359,7 @@ def unit_means(pair: Pair) -> go.Figure:
         )
         fig.update_xaxes(title_text="unit's mean over batch A", row=1, col=col)
     fig.update_yaxes(title_text="unit's mean over batch B", row=1, col=1)
-    return style.styled(fig, f"Each unit of layer {pair.layer}: its mean over A and over B")
+    return style.styled(fig, f"Each unit of layer {pair.layer}: its mean over A and over B", wide=True)
 
 
 # --------------------------------------------------------------------------- part 3: batch order
@@ -403,7 +405,7 @@ def loss_by_order(result: BatchesResult, smooth: int = 1) -> go.Figure:
     fig.update_yaxes(
         title_text=f"training loss (under {LOSS_FLOOR:g}: at {LOSS_FLOOR:g})", row=1, col=1
     )
-    return style.styled(fig, "Training loss at every step, by batch order")
+    return style.styled(fig, "Training loss at every step, by batch order", wide=True)
 
 
 def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
@@ -453,7 +455,7 @@ def bounce_zoom(result: BatchesResult, window: int) -> go.Figure:
     fig.update_yaxes(
         title_text=f"training loss (under {LOSS_FLOOR:g}: at {LOSS_FLOOR:g})", type="log"
     )
-    return style.styled(fig, f"The last {n} steps of class-sorted training")
+    return style.styled(fig, f"The last {n} steps of class-sorted training", wide=True)
 
 
 def accuracy_by_order(result: BatchesResult) -> go.Figure:
@@ -484,7 +486,7 @@ def accuracy_by_order(result: BatchesResult) -> go.Figure:
             )
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], tickformat=".0%", row=1, col=1)
-    return style.styled(fig, "Test accuracy (titles: mean over the last quarter)")
+    return style.styled(fig, "Test accuracy (titles: mean over the last quarter)", wide=True)
 
 
 def _late(result: BatchesResult, order: str) -> list[str]:
@@ -540,6 +542,7 @@ def batch_means(result: BatchesResult, layer: int, unit: int, window: int) -> go
         f"BN's batch statistics, layer {layer}, unit {unit}, over the last {n} steps (grey: "
         "each net's population values)",
         height=560,
+        wide=True,
     )
 
 
@@ -556,7 +559,7 @@ def noise_figure(noise: Noise, layer: int, unit: int) -> go.Figure:
         horizontal_spacing=0.1,
         subplot_titles=[
             f"μ_B of unit {unit} over {noise.mu.shape[2]} batches of each size",
-            f"Spread across batches, layer {layer} (mean over units)",
+            f"Spread, layer {layer} (mean of units)",
         ],
     )
     rng = np.random.default_rng(0)
@@ -646,4 +649,4 @@ def noise_figure(noise: Noise, layer: int, unit: int) -> go.Figure:
         row=1,
         col=2,
     )
-    return style.styled(fig, "Batch statistics are noisy, and the noise shrinks as 1/√m")
+    return style.styled(fig, "Batch statistics are noisy, and the noise shrinks as 1/√m", wide=True)

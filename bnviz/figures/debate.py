@@ -122,6 +122,7 @@ def unit_percentiles(runs: Runs, layer: int, unit: int | None = None) -> go.Figu
         fig,
         f"One unit's {style.label('act_in', act)} (layer {layer}, unit {unit}) over training: "
         f"{lo}th, 50th and {hi}th percentiles",
+        wide=True,
     )
 
 
@@ -157,7 +158,7 @@ def drift_by_arm(runs: Runs, layer: int) -> go.Figure:
         fig.update_yaxes(rangemode="tozero", row=1, col=c)
     fig.update_yaxes(title_text=f"move in {every} steps", row=1, col=1)
     return style.styled(
-        fig, f"How far layer {layer}'s {style.label('act_in', act)} moves between records"
+        fig, f"How far layer {layer}'s {style.label('act_in', act)} moves between records", wide=True
     )
 
 
@@ -225,7 +226,7 @@ def ics_over_training(runs: Runs, labels: Sequence[str] = ICS_ARMS) -> go.Figure
         )  # fmt: skip
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
-        return style.styled(fig, title, 240)
+        return style.styled(fig, title, 240, wide=True)
     cols = n - 1
     fig = make_subplots(
         rows=2,
@@ -263,7 +264,7 @@ def ics_over_training(runs: Runs, labels: Sequence[str] = ICS_ARMS) -> go.Figure
         fig.update_yaxes(title_text=name, row=r + 1, col=1)
     last = max(int(h.record_steps[-1]) for h in runs)
     fig.update_xaxes(tickvals=[0, float(f"{max(1, last) / 2:.1g}")])  # none at the end: it would
-    return style.styled(fig, title, 620)  # run into the next panel's 0
+    return style.styled(fig, title, 620, wide=True)  # run into the next panel's 0
 
 
 # --------------------------------------------------------------------------- landscape
@@ -359,6 +360,7 @@ def landscape_over_training(runs: Runs, labels: Sequence[str] = ("plain", "BN"))
         f"The landscape along the gradient, η from {lo:.3g} to {hi:.3g} x the rate "
         f"({lo * lr:.3g} to {hi * lr:.3g}): {common.versus(runs)}",
         470,
+        wide=True,
     )
 
 
@@ -416,5 +418,5 @@ def step_back(runs: Runs, step: int) -> go.Figure:
             font={"color": style.ACCENT}, xanchor="left",
         )  # fmt: skip
     return style.styled(
-        fig, f"A step back: the loss along the gradient of update {step:,}, every arm", 440
+        fig, f"A step back: the loss along the gradient of update {step:,}, every arm", 440, wide=True
     )

@@ -145,6 +145,7 @@ def running_stats(result: InferenceResult, est: Estimates, layer: int, unit: int
         fig,
         f"BN layer {layer}, unit {unit}: what the running averages estimate, and how they lag",
         height=620,
+        wide=True,
     )
 
 
@@ -182,7 +183,7 @@ def lag_over_training(est: Estimates, layer: int) -> go.Figure:
             )
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text=f"error, layer {layer} (mean over units)", row=1, col=1)
-    return style.styled(fig, f"How far the running statistics are from the truth, layer {layer}")
+    return style.styled(fig, f"How far the running statistics are from the truth, layer {layer}", wide=True)
 
 
 def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.Figure:
@@ -259,6 +260,7 @@ def momentum_sweep(result: InferenceResult, momentum: float, layer: int) -> go.F
         fig,
         f"The running average's error against its momentum, layer {layer} (second half: mean "
         "over its records; end: the last step)",
+        wide=True,
     )
 
 
@@ -322,7 +324,7 @@ def affine_figure(fo: Folded, layer: int) -> go.Figure:
             col=col,
         )
         fig.update_xaxes(title_text=f"unit of BN layer {layer}", row=1, col=col)
-    return style.styled(fig, f"BN layer {layer} at inference: y = scale · x + shift, per unit")
+    return style.styled(fig, f"BN layer {layer} at inference: y = scale · x + shift, per unit", wide=True)
 
 
 def bug_figure(b: Bug, chance: float) -> go.Figure:
@@ -350,7 +352,7 @@ def bug_figure(b: Bug, chance: float) -> go.Figure:
     )
     fig.update_xaxes(title_text="test accuracy", range=[0, 1.12], tickformat=".0%")
     fig.update_yaxes(autorange="reversed")
-    fig = style.styled(fig, "One trained net, six ways to run BN on the test set")
+    fig = style.styled(fig, "One trained net, six ways to run BN on the test set", wide=True)
     fig.update_layout(title={"xref": "container", "x": 0.01})  # the labels push the plot right
     return fig
 
@@ -407,4 +409,4 @@ def eval_gap_figure(result: InferenceResult) -> go.Figure:
     if steps.size:
         ticks = common.log_ticks(float(steps.min()), float(steps.max()))
         fig.update_xaxes(type="log", tickvals=ticks, title_text="training step (log scale)")
-    return style.styled(fig, "Train mode and eval mode on the same training digits")
+    return style.styled(fig, "Train mode and eval mode on the same training digits", wide=True)
