@@ -131,6 +131,15 @@ LESSONS = (
         "landscape along the gradient.",
         nav="The debate",
     ),
+    Lesson(
+        "variants",
+        "Variants and pitfalls",
+        "Other normalizers",
+        ":material/tune:",
+        "BN, LayerNorm and GroupNorm trained at batch sizes 2 to 64; dropout's variance shift "
+        "measured against Li et al.'s formula; why BN fails at batch size 1 and in RNNs.",
+        nav="Variants and pitfalls",
+    ),
 )
 BY_STEM = {lesson.stem: lesson for lesson in LESSONS}
 BY_SLUG = {lesson.slug: lesson for lesson in LESSONS}

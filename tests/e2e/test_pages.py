@@ -12,7 +12,13 @@ import pytest
 from bnviz.app.lessons import LESSONS
 from tests.e2e.servers import assert_no_exception, screenshot, wait_for_app
 
-QUICK = {"drift": "?steps=200", "learning-rate": "", "scale": "", "debate": "?steps=500"}
+QUICK = {
+    "drift": "?steps=200",
+    "learning-rate": "",
+    "scale": "",
+    "debate": "?steps=500",
+    "variants": "?examples=3200",
+}
 
 CHART_DATA_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
     .map(gd => JSON.stringify((gd.data || []).map(t => [t.x, t.y, t.z])))"""
