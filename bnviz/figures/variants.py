@@ -156,7 +156,9 @@ def nchw_blocks(n: int = 4, c: int = 6, hw: int = 4, groups: int = 3) -> go.Figu
         margin={"t": 80, "b": 10, "l": 10, "r": 10},
         **axes,
     )
-    return style.styled(fig, "Which values share one mean: BN, LN, IN and GN", height=330)
+    return style.styled(
+        fig, "Which values share one mean: BN, LN, IN and GN", height=330, wide=True
+    )
 
 
 def mlp_axes(axes: Axes) -> go.Figure:
@@ -221,6 +223,7 @@ def mlp_axes(axes: Axes) -> go.Figure:
         fig,
         f"Outlined: values that share one mean ({n} digits, layer 1)",
         height=600,
+        wide=True,
     )
 
 
@@ -331,7 +334,9 @@ def gap_chart(results: Sequence[KindResult]) -> go.Figure:
     fig.add_hline(y=0, line={"color": style.MUTED, "width": 1})
     _bs_axis(fig, sizes)
     fig.update_yaxes(title_text="accuracy difference (points)")
-    return style.styled(fig, "Train mode minus eval mode: accuracy on the training split")
+    return style.styled(
+        fig, "Train mode minus eval mode: accuracy on the training split", wide=True
+    )
 
 
 # --------------------------------------------------------------------------- dropout
@@ -490,7 +495,7 @@ def batch_one_chart(one: BatchOne) -> go.Figure:
     fig.update_xaxes(title_text="unit of hidden layer 1")
     fig.update_yaxes(title_text="value", col=1)
     return style.styled(
-        fig, f"Test digit #{one.digit} (a {one.label}) as a batch of one", height=460
+        fig, f"Test digit #{one.digit} (a {one.label}) as a batch of one", height=460, wide=True
     )
 
 
@@ -550,4 +555,6 @@ def sequences_chart(seqs: Sequences) -> go.Figure:
         range=[-0.1, 2.0], row=2, col=1,
     )  # fmt: skip
     fig.update_xaxes(title_text="time step t", row=2, col=1)
-    return style.styled(fig, "BN in a recurrent net: statistics per time step", height=560)
+    return style.styled(
+        fig, "BN in a recurrent net: statistics per time step", height=560, wide=True
+    )
