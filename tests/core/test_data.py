@@ -2,10 +2,13 @@
 
 import gzip
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from bnviz import data
 from bnviz.data import (
     BATCH_ORDERS,
     DATASETS,
@@ -472,3 +475,15 @@ def test_mnist_cached_until_files_change(tmp_path):
     assert b is not a
     assert b.x_test.shape == (7, 784)
     np.testing.assert_array_equal(b.y_test, labels)
+
+
+def test_digits_read_without_importing_sklearn_and_equal_to_load_digits():
+    from sklearn.datasets import load_digits
+
+    x, y = data._digits_raw()
+    bunch = load_digits()
+    np.testing.assert_array_equal(x, bunch.data)
+    np.testing.assert_array_equal(y, bunch.target)
+    code = "import sys; from bnviz import data; data._digits_raw(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
