@@ -152,8 +152,9 @@ pieces.lead(
     "mini-batch. At inference there may be no batch (one image at a time), and a prediction "
     "must not depend on which other images came along, so BN switches to fixed statistics of "
     "the whole training set. Where those come from, what BN then is, and what goes wrong when "
-    "a net predicts with batch statistics anyway: all measured on a real net trained when you "
-    "open the page (the paper's: 3 × 100 sigmoid units on the handwritten digits).",
+    "a net predicts with batch statistics anyway: all measured on a real net, the paper's "
+    "(3 × 100 sigmoid units on the handwritten digits). The default settings' net was trained "
+    "for the app and ships with it; any other settings train a net when you choose them.",
 )
 values = widgets.page_controls(PAGE, CONTROLS, PRESETS, PRESET_HELP)
 try:

@@ -13,6 +13,8 @@ on the trained net (folding, the inference bug, accuracies) runs in float64.
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -31,7 +33,7 @@ from bnviz.inference import (
     recalibrate,
 )
 from bnviz.nn import MLP, keras_momentum
-from bnviz.store import history_arrays
+from bnviz.store import history_arrays, history_from_arrays
 from bnviz.train import History, TrainConfig, build_model, load_data
 
 Array = np.ndarray
@@ -252,7 +254,58 @@ def run(
     )
 
 
-EXPERIMENT = Experiment("inference", run, processes=1)
+SWEEP_FIELDS = ("momenta", "mean_final", "var_final", "mean_late", "var_late")
+CORRECTION_FIELDS = ("sizes", "biased", "corrected")
+
+
+def result_to_npz(result: InferenceResult) -> bytes:
+    """A result as an npz file (how the page's default run ships): numbers and JSON only, each
+    array in the dtype the run made it (the trace float32, as trained), the loss float32."""
+    arrays: dict[str, Any] = history_arrays(result.history, "run/")
+    arrays |= {
+        "config": np.array(json.dumps(result.config.as_dict(), sort_keys=True)),
+        "trace/mean": result.trace.mean,
+        "trace/var": result.trace.var,
+        "trace/batch_size": np.array(result.trace.batch_size),
+        "pop/steps": result.pop_steps,
+        "pop/mean": result.pop_mean,
+        "pop/var": result.pop_var,
+        "sweep/cumulative": np.stack(result.sweep.cumulative),
+        "correction/n_train": np.array(result.correction.n_train),
+    }
+    arrays |= {f"sweep/{k}": getattr(result.sweep, k) for k in SWEEP_FIELDS}
+    arrays |= {f"correction/{k}": getattr(result.correction, k) for k in CORRECTION_FIELDS}
+    return npz_bytes(arrays)
+
+
+def result_from_npz(raw: bytes) -> InferenceResult:
+    """Back from ``result_to_npz``; never unpickles."""
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        a = {k: npz[k] for k in npz.files}
+    return InferenceResult(
+        config=Inference(**json.loads(str(a["config"]))),
+        history=history_from_arrays(a, "run/"),
+        trace=batch_trace.BatchTrace(a["trace/mean"], a["trace/var"], int(a["trace/batch_size"])),
+        pop_steps=a["pop/steps"],
+        pop_mean=a["pop/mean"],
+        pop_var=a["pop/var"],
+        sweep=Sweep(*(a[f"sweep/{k}"] for k in SWEEP_FIELDS), tuple(a["sweep/cumulative"])),
+        correction=Correction(
+            *(a[f"correction/{k}"] for k in CORRECTION_FIELDS), int(a["correction/n_train"])
+        ),
+    )
+
+
+EXPERIMENT = Experiment(
+    "inference",
+    run,
+    processes=1,
+    shipped={
+        "inference-default": Inference()
+    },  # the page's default run: its first view trains nothing
+    encode=result_to_npz,
+    decode=result_from_npz,
+)
 
 
 # --------------------------------------------------------------------------- running statistics

@@ -245,3 +245,50 @@ def test_bad_configs():
         inf.Inference(lr=-1.0)
     with pytest.raises(TypeError):
         inf.run(object())
+
+
+def test_a_result_survives_its_npz_and_the_default_ships(result):
+    """The stored form gives back every number the page reads (the loss to float32, the rest
+    exactly); the page's default config is the shipped one, and its asset is this run."""
+    back = inf.result_from_npz(inf.result_to_npz(result))
+    assert back.config == result.config
+    h, hb = result.history, back.history
+    assert hb.config == h.config and hb.diverged_at == h.diverged_at and hb.layers == []
+    np.testing.assert_allclose(hb.loss, h.loss, rtol=1e-6)
+    np.testing.assert_array_equal(hb.record_steps, h.record_steps)
+    np.testing.assert_array_equal(hb.test_acc, h.test_acc)
+    for k, v in vars(h.probes["eval_gap"]).items():
+        np.testing.assert_array_equal(getattr(hb.probes["eval_gap"], k), v)
+    assert hb.final_state.keys() == h.final_state.keys()
+    for k, v in h.final_state.items():
+        np.testing.assert_array_equal(hb.final_state[k], v)
+    assert back.trace.batch_size == result.trace.batch_size
+    np.testing.assert_array_equal(back.trace.mean, result.trace.mean)
+    np.testing.assert_array_equal(back.trace.var, result.trace.var)
+    assert back.trace.mean.dtype == np.float32
+    for name in ("pop_steps", "pop_mean", "pop_var"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(result, name))
+    for k in inf.SWEEP_FIELDS:
+        np.testing.assert_array_equal(getattr(back.sweep, k), getattr(result.sweep, k))
+    for a, b in zip(back.sweep.cumulative, result.sweep.cumulative, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for k in inf.CORRECTION_FIELDS:
+        np.testing.assert_array_equal(getattr(back.correction, k), getattr(result.correction, k))
+    assert back.correction.n_train == result.correction.n_train
+    est, est_back = inf.estimates(result, 0.01), inf.estimates(back, 0.01)
+    np.testing.assert_array_equal(est_back.ema_mean, est.ema_mean)
+    assert inf.final_accuracy(back, est_back) == inf.final_accuracy(result, est)
+
+    from bnviz import assets
+
+    name = inf.EXPERIMENT.shipped_name(inf.Inference())
+    assert name == "inference-default"
+    assert inf.EXPERIMENT.shipped_name(inf.Inference(seed=1)) is None
+    stored = assets.load(name, inf.EXPERIMENT.decode)
+    assert stored.config == result.config and stored.trace.mean.shape == (2000, 3, 100)
+    np.testing.assert_allclose(stored.trace.mean, result.trace.mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stored.pop_var, result.pop_var, rtol=1e-4)
+    est_stored = inf.estimates(stored, 0.1)
+    assert inf.final_accuracy(stored, est_stored) == inf.final_accuracy(
+        result, inf.estimates(result, 0.1)
+    )
