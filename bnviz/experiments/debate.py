@@ -16,6 +16,7 @@ so the words and the numbers cannot disagree.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from bnviz import fanout
 from bnviz.experiment import Executor, Experiment, Progress
 from bnviz.export import csv_table, npz_bytes, padded
 from bnviz.measure.landscape import N_ETAS
+from bnviz.store import arms_from_npz, arms_to_npz
 from bnviz.train import Arms, History, TrainConfig, load_data
 
 Array = np.ndarray
@@ -314,7 +316,47 @@ def _per_run(progress: Progress | None, n: int) -> Progress | None:
     return lambda done, total: progress(done // n, total // n)
 
 
-EXPERIMENT = Experiment("debate", run, processes=len(GROUPS))
+def result_to_npz(result: Arms | CapResult) -> bytes:
+    """A result of ``run`` as an npz file (how the page's default run ships): the arms as
+    ``bnviz.store`` writes them, or the cap's few numbers."""
+    if isinstance(result, CapResult):
+        return npz_bytes(
+            {
+                "kind": np.array("CapResult"),
+                "lr": np.array(result.lr),
+                "multiples": result.multiples,
+                "diverged_at": result.diverged_at,
+                "steps": np.array(result.steps),
+            }
+        )
+    return arms_to_npz(result)
+
+
+def result_from_npz(raw: bytes) -> Arms | CapResult:
+    """Back from ``result_to_npz``; never unpickles."""
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if str(arrays.get("kind", "")) != "CapResult":
+        return arms_from_npz(raw)
+    return CapResult(
+        lr=float(arrays["lr"]),
+        multiples=arrays["multiples"],
+        diverged_at=arrays["diverged_at"],
+        steps=int(arrays["steps"]),
+    )
+
+
+EXPERIMENT = Experiment(
+    "debate",
+    run,
+    processes=len(GROUPS),
+    shipped={  # the page's default view (the cap, then the arms), so it waits for no training
+        "debate-default-cap": cap_config(DEFAULTS),
+        "debate-default": configs(DEFAULTS),  # the default needs no cap: the full range
+    },
+    encode=result_to_npz,
+    decode=result_from_npz,
+)
 
 
 # --------------------------------------------------------------------------- measures

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from bnviz import assets
-from bnviz.experiments import bn_steps, drift, inference, learning_rate, scale
+from bnviz.experiments import bn_steps, debate, drift, inference, learning_rate, scale
 
 MANIFEST = "manifest.json"
 EXPERIMENTS = (
@@ -17,6 +17,7 @@ EXPERIMENTS = (
     inference.EXPERIMENT,
     learning_rate.EXPERIMENT,
     scale.EXPERIMENT,
+    debate.EXPERIMENT,
 )  # the lessons that ship runs
 
 

@@ -377,3 +377,86 @@ def test_figures_of_a_diverged_arm_and_of_one_layer(diverging):
     arm = train_arms(one, {"plain": {"norm": "none"}, "BN": {"norm": "batch"}})
     fig = figs.ics_over_training(arm)
     assert "G′ = G" in fig.layout.annotations[0].text
+
+
+# --------------------------------------------------------------------------- the shipped run
+
+
+def assert_same_arms(a, b):
+    """Every array of every arm, exactly; the per-step loss, which only the loss chart and the
+    "stalled" test read, is stored in float32."""
+    assert a.labels == b.labels
+    for ha, hb in zip(a, b, strict=True):
+        assert ha.config == hb.config and ha.label == hb.label
+        assert ha.diverged_at == hb.diverged_at
+        np.testing.assert_array_equal(ha.loss.astype(np.float32), hb.loss)
+        for name in ("record_steps", "test_loss", "test_acc", "eval_steps", "eval_acc"):
+            np.testing.assert_array_equal(getattr(ha, name), getattr(hb, name))
+        assert ha.probes.keys() == hb.probes.keys()
+        for probe in ha.probes:
+            for key, value in vars(ha.probes[probe]).items():
+                np.testing.assert_array_equal(value, getattr(hb.probes[probe], key))
+        for la, lb in zip(ha.layers, hb.layers, strict=True):
+            assert la.sites.keys() == lb.sites.keys()
+            for site in la.sites:
+                for key, value in vars(la.sites[site]).items():
+                    np.testing.assert_array_equal(value, getattr(lb.sites[site], key))
+            for key in ("grad_norm", "update_ratio", "weight_norm"):
+                np.testing.assert_array_equal(getattr(la, key), getattr(lb, key))
+
+
+def test_a_run_and_its_cap_survive_their_npz(small, diverging):
+    """The stored form gives back every number the page reads, exactly, with no pickle: the
+    arms (a diverged one too) and the cap (one that caps and one that does not)."""
+    for cap, arms in (small, diverging):
+        raw = debate.result_to_npz(arms)
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            assert all(npz[k].dtype != object for k in npz.files)
+        back = debate.result_from_npz(raw)
+        assert_same_arms(arms, back)
+        assert debate.findings(back) == debate.findings(arms)
+        cap_back = debate.result_from_npz(debate.result_to_npz(cap))
+        assert isinstance(cap_back, debate.CapResult)
+        assert (cap_back.lr, cap_back.steps) == (cap.lr, cap.steps)
+        np.testing.assert_array_equal(cap_back.multiples, cap.multiples)
+        np.testing.assert_array_equal(cap_back.diverged_at, cap.diverged_at)
+        assert cap_back.landscape == cap.landscape and cap_back.describe() == cap.describe()
+    assert diverging[0].capped and not small[0].capped
+
+
+def test_the_default_view_ships_and_matches_a_fresh_run(default):
+    """The page's default cap and arms are the shipped ones, and the assets hold what training
+    them now gives: the same cap and, to float32 round-off, the same arms and the same words."""
+    from bnviz import assets
+
+    values = dict(debate.DEFAULTS)
+    cap_cfg = debate.cap_config(values)
+    assert debate.EXPERIMENT.shipped_name(cap_cfg) == "debate-default-cap"
+    cap = assets.load("debate-default-cap", debate.EXPERIMENT.decode)
+    cfg = debate.configs(values, cap.landscape)  # as the page builds it
+    assert debate.EXPERIMENT.shipped_name(cfg) == "debate-default"
+    assert debate.EXPERIMENT.shipped_name(debate.configs(dict(values, seed=1))) is None
+    fresh_cap, fresh = default
+    np.testing.assert_array_equal(cap.diverged_at, fresh_cap.diverged_at)
+    assert cap.landscape == fresh_cap.landscape == debate.ETA_RANGE
+    stored = assets.load("debate-default", debate.EXPERIMENT.decode)
+    assert stored.labels == list(debate.ARMS)
+    for a, b in zip(stored, fresh, strict=True):
+        assert a.config == b.config and a.diverged_at == b.diverged_at
+        np.testing.assert_allclose(a.loss, b.loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.test_acc, b.test_acc, atol=0.01)
+        for name in ("grad_change", "grad_cos"):
+            np.testing.assert_allclose(
+                getattr(a.probes["ics"], name), getattr(b.probes["ics"], name), rtol=1e-3
+            )
+        np.testing.assert_allclose(
+            a.probes["landscape"].loss, b.probes["landscape"].loss, rtol=1e-3, atol=1e-5
+        )
+    got, want = debate.findings(stored), debate.findings(fresh)
+    for name in ("noisy_close_to_bn", "noisy_above_plain", "noisy_unit_drift_above_plain"):
+        assert getattr(got, name) == getattr(want, name)
+    assert (got.bn_ics, got.bn_beta, got.bn_loss_range) == (
+        want.bn_ics,
+        want.bn_beta,
+        want.bn_loss_range,
+    )
