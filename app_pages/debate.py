@@ -114,7 +114,7 @@ pieces.lead(
     "Ioffe & Szegedy proposed that BN works by reducing *internal covariate shift* (ICS): the "
     "drift of each layer's input distribution while the layers below it learn. That is a "
     "**hypothesis**. Santurkar et al. (2018) put it to three tests, on a VGG net and a deep "
-    "linear net; here the same tests run live on a small nonlinear net (digits, batch 60), "
+    "linear net; here the same tests run for real on a small nonlinear net (digits, batch 60), "
     "something the paper did not do. Four nets train from the same initial weights on the "
     "same batches: **plain**, **BN**, **noisy BN** (BN followed by random shifts and scales, "
     "a distribution shift injected on purpose) and **plain + noise** (the same noise without "
@@ -153,6 +153,12 @@ st.caption(
     f"Every arm trained {cfg.base.steps:,} steps at rate {common.fmt_value(cfg.base.lr)}; "
     f"distributions, gradient change and the landscape were measured every {every} steps "
     f"({n_probes} records, the first at step 0 before any update)."
+    + (
+        " This is the default settings' run, made by this code and shipped with the app; "
+        "any other settings train when you choose them."
+        if debate.EXPERIMENT.shipped_name(cfg) is not None
+        else ""
+    )
 )
 for col, label in zip(st.columns(len(board)), board, strict=True):
     s = board[label]

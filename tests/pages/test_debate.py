@@ -31,6 +31,7 @@ def test_debate_defaults_train_four_arms_and_say_what_the_run_shows():
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {f"{arm}: test accuracy" for arm in debate.ARMS}
     assert any("measured every 50 steps" in c.value for c in at.caption)
+    assert any("shipped with the app" in c.value for c in at.caption)  # not trained just now
     # the page's words are the experiment's findings on this very run (from the page's cache)
     values = dict(debate.DEFAULTS)
     cap = run.run_experiment(debate.EXPERIMENT, debate.cap_config(values))
@@ -67,6 +68,7 @@ def test_debate_presets_in_the_link(preset, check):
         )
         assert widget(key=f"debate.{name}").value == value
     assert len(charts(at)) == N_CHARTS
+    assert not any("shipped with the app" in c.value for c in at.caption)  # trained for the link
     if preset == "strong-noise":
         assert "μ_t ~ U(−1.5, 1.5)" in " ".join(md.value for md in at.markdown)
         assert at.query_params["noise"] == "3"
