@@ -298,12 +298,15 @@ class Batches:
             raise ValueError(f"batch_size must be one of {', '.join(map(str, BATCH_SIZES))}")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be an integer in [1, {MAX_STEPS:,}]; got {self.steps}")
-        self.base()  # the engine's own checks (activation, init, lr, seed)
+        self._train_config(1)  # the engine's own checks, without loading the digits
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def base(self) -> TrainConfig:
+        return self._train_config(record_every(self.steps, epoch_length(self.batch_size)))
+
+    def _train_config(self, every: int) -> TrainConfig:
         return TrainConfig(
             dataset="digits",
             hidden=HIDDEN,
@@ -313,7 +316,7 @@ class Batches:
             lr=self.lr,
             batch_size=self.batch_size,
             steps=self.steps,
-            record_every=record_every(self.steps, epoch_length(self.batch_size)),
+            record_every=every,
             seed=self.seed,
             dtype="float32",
         )
