@@ -253,7 +253,8 @@ pieces.lead(
     "ordinary kind, then shows what the make-up of a mini-batch does to a hidden layer: two "
     "very different batches in one trained net, training on class-sorted batches instead of "
     "shuffled ones, and how noisy BN's batch statistics are. Every number comes from nets "
-    "trained for real when you open the page.",
+    "trained for real: the default settings' nets were trained for the app and ship with it; "
+    "any other setting trains its nets when you choose it.",
 )
 values = widgets.page_controls(PAGE, CONTROLS, PRESETS, PRESET_HELP)
 

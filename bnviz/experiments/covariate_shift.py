@@ -17,6 +17,8 @@ Analyses run in float64 on the trained weights; training runs in float32 for spe
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -31,7 +33,7 @@ from bnviz.export import columns_of, csv_table, npz_bytes
 from bnviz.inference import batch_stats_forward, population_stats, recalibrate
 from bnviz.measure.batch_stats import batch_statistics
 from bnviz.nn import MLP
-from bnviz.store import history_arrays
+from bnviz.store import arms_from_npz, arms_to_npz, history_arrays, history_from_arrays
 from bnviz.train import Arms, History, TrainConfig, Twins, build_model, load_data
 
 Array = np.ndarray
@@ -296,12 +298,15 @@ class Batches:
             raise ValueError(f"batch_size must be one of {', '.join(map(str, BATCH_SIZES))}")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be an integer in [1, {MAX_STEPS:,}]; got {self.steps}")
-        self.base()  # the engine's own checks (activation, init, lr, seed)
+        self._train_config(1)  # the engine's own checks, without loading the digits
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def base(self) -> TrainConfig:
+        return self._train_config(record_every(self.steps, epoch_length(self.batch_size)))
+
+    def _train_config(self, every: int) -> TrainConfig:
         return TrainConfig(
             dataset="digits",
             hidden=HIDDEN,
@@ -311,7 +316,7 @@ class Batches:
             lr=self.lr,
             batch_size=self.batch_size,
             steps=self.steps,
-            record_every=record_every(self.steps, epoch_length(self.batch_size)),
+            record_every=every,
             seed=self.seed,
             dtype="float32",
         )
@@ -489,7 +494,87 @@ def run(
     raise TypeError(f"not a covariate-shift experiment: {cfg!r}")
 
 
-EXPERIMENT = Experiment("covariate_shift", run, processes=2)
+def result_to_npz(result: Twins | BatchesResult) -> bytes:
+    """A result of ``run`` as an npz file (how the page's default runs ship): numbers and JSON
+    only. A BatchesResult's nets, losses and batch-noise samples stay float32 as trained or
+    measured. Its BN batch traces (every step's mu_B and sigma_B^2; in float32, 9.6 MB of the
+    default run's 11) are stored as float16, a relative rounding of 5e-4: the page reads them
+    only in a chart of at most 400 steps and in step-to-step means it prints to three figures,
+    which this rounding leaves as they are (tests/lessons/test_covariate_shift.py checks it)."""
+    if isinstance(result, Twins):
+        return arms_to_npz(result)
+    arrays: dict[str, Any] = {
+        "kind": np.array("BatchesResult"),
+        "config": np.array(json.dumps(result.config.as_dict(), sort_keys=True)),
+        "arms": np.array(json.dumps(result.arms.labels)),
+        "traces": np.array(json.dumps(list(result.traces))),
+        "batch_class": result.batch_class,
+        "epoch": np.array(result.epoch),
+    }
+    for i, h in enumerate(result.arms):
+        arrays.update(history_arrays(h, f"arm{i}/"))
+    for label, tr in result.traces.items():
+        arrays[f"trace/{label}/mean"] = tr.mean.astype(np.float16)
+        arrays[f"trace/{label}/var"] = tr.var.astype(np.float16)
+        arrays[f"trace/{label}/batch_size"] = np.array(tr.batch_size)
+    for label, d in result.diagnosis.items():
+        for name in _DIAGNOSIS_FIELDS:
+            arrays[f"diagnosis/{label}/{name}"] = np.asarray(getattr(d, name))
+    for name in _NOISE_FIELDS:
+        arrays[f"noise/{name}"] = np.asarray(getattr(result.noise, name))
+    return npz_bytes(arrays)
+
+
+def result_from_npz(raw: bytes) -> Twins | BatchesResult:
+    """Back from ``result_to_npz``; never unpickles."""
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if str(arrays.get("kind", "")) != "BatchesResult":
+        return arms_from_npz(raw)
+    labels = json.loads(str(arrays["arms"]))
+    arms = Arms({label: history_from_arrays(arrays, f"arm{i}/") for i, label in enumerate(labels)})
+    traced = json.loads(str(arrays["traces"]))
+    return BatchesResult(
+        config=Batches(**json.loads(str(arrays["config"]))),
+        arms=arms,
+        traces={
+            label: batch_trace.BatchTrace(
+                arrays[f"trace/{label}/mean"].astype(np.float32),  # the runs' dtype
+                arrays[f"trace/{label}/var"].astype(np.float32),
+                int(arrays[f"trace/{label}/batch_size"]),
+            )
+            for label in traced
+        },
+        batch_class=arrays["batch_class"],
+        epoch=int(arrays["epoch"]),
+        diagnosis={
+            label: Diagnosis(
+                **{n: _scalar(arrays[f"diagnosis/{label}/{n}"]) for n in _DIAGNOSIS_FIELDS}
+            )
+            for label in traced
+        },
+        noise=Noise(**{n: _scalar(arrays[f"noise/{n}"]) for n in _NOISE_FIELDS}),
+    )
+
+
+def _scalar(a: Array) -> Any:
+    """A 0-d array back to the Python number it was stored from."""
+    return a.item() if a.ndim == 0 else a
+
+
+_DIAGNOSIS_FIELDS = tuple(Diagnosis.__dataclass_fields__)
+_NOISE_FIELDS = tuple(Noise.__dataclass_fields__)
+EXPERIMENT = Experiment(
+    "covariate_shift",
+    run,
+    processes=2,
+    shipped={  # the page's default runs, so its first paint waits for no training
+        "covariate-shift-default-shift": Shift(),
+        "covariate-shift-default-batches": Batches(),
+    },
+    encode=result_to_npz,
+    decode=result_from_npz,
+)
 
 
 # --------------------------------------------------------------------------- what the runs say

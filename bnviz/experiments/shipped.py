@@ -8,12 +8,21 @@ import time
 from pathlib import Path
 
 from bnviz import assets
-from bnviz.experiments import bn_steps, debate, drift, inference, learning_rate, scale
+from bnviz.experiments import (
+    bn_steps,
+    covariate_shift,
+    debate,
+    drift,
+    inference,
+    learning_rate,
+    scale,
+)
 
 MANIFEST = "manifest.json"
 EXPERIMENTS = (
     drift.EXPERIMENT,
     bn_steps.EXPERIMENT,
+    covariate_shift.EXPERIMENT,
     inference.EXPERIMENT,
     learning_rate.EXPERIMENT,
     scale.EXPERIMENT,

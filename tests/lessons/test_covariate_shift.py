@@ -13,7 +13,7 @@ from bnviz.data import BatchSampler
 from bnviz.experiments import covariate_shift as cs
 from bnviz.figures import covariate_shift as figs
 from bnviz.inference import batch_stats_forward, population_stats
-from bnviz.train import TrainConfig, load_data
+from bnviz.train import TrainConfig, Twins, load_data
 
 TOL = 1e-12
 
@@ -235,3 +235,76 @@ def test_downloads(twins, result):
     for blob in (cs.shift_npz(view), cs.batches_npz(result)):
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             assert len(npz.files) > 5
+
+
+# --------------------------------------------------------------------------- the shipped runs
+
+
+def _same_history(a, b):
+    assert a.config == b.config and a.label == b.label and a.diverged_at == b.diverged_at
+    np.testing.assert_array_equal(a.loss.astype(np.float32), b.loss)
+    np.testing.assert_array_equal(a.record_steps, b.record_steps)
+    np.testing.assert_array_equal(a.test_acc, b.test_acc)
+    assert a.final_state.keys() == b.final_state.keys()
+    for k, v in a.final_state.items():
+        np.testing.assert_array_equal(b.final_state[k], v)
+
+
+def test_a_batches_result_survives_its_npz(result):
+    """Every number the page reads comes back exactly, but the BN batch traces, which come back
+    within float16's rounding and give the same step-to-step movement to three figures."""
+    raw = cs.result_to_npz(result)
+    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+        assert all(npz[k].dtype != object for k in npz.files)
+    back = cs.result_from_npz(raw)
+    assert back.config == result.config and back.epoch == result.epoch
+    np.testing.assert_array_equal(back.batch_class, result.batch_class)
+    assert back.arms.labels == result.arms.labels
+    for a, b in zip(result.arms, back.arms, strict=True):
+        _same_history(a, b)
+    assert back.traces.keys() == result.traces.keys()
+    for label, tr in result.traces.items():
+        got = back.traces[label]
+        assert got.mean.dtype == tr.mean.dtype and got.batch_size == tr.batch_size
+        np.testing.assert_allclose(got.mean, tr.mean, rtol=5e-4, atol=1e-7)
+        np.testing.assert_allclose(got.var, tr.var, rtol=5e-4, atol=1e-7)
+        for layer in (1, 2, 3):
+            j, j_back = cs.jumpiness(result, label, layer), cs.jumpiness(back, label, layer)
+            assert f"{j_back:.3g}" == f"{j:.3g}" and j_back == pytest.approx(j, rel=1e-3)
+    for label, d in result.diagnosis.items():
+        got = back.diagnosis[label]
+        assert got.eval_running == d.eval_running and got.eval_recalibrated == d.eval_recalibrated
+        assert got.class_sorted_batches == d.class_sorted_batches
+        np.testing.assert_array_equal(got.pop_mean, d.pop_mean)
+        np.testing.assert_array_equal(got.pop_var, d.pop_var)
+    for name in ("sizes", "mu", "sd", "pop_mean", "pop_var"):
+        np.testing.assert_array_equal(getattr(back.noise, name), getattr(result.noise, name))
+    assert back.noise.n_train == result.noise.n_train
+    pair, pair_back = (cs.two_batches(r, "0", "7", 1) for r in (result, back))
+    assert pair_back.acc == pair.acc
+    np.testing.assert_array_equal(pair_back.hidden["plain"][0], pair.hidden["plain"][0])
+
+
+def test_the_default_runs_ship_and_are_the_fresh_ones(twins, result):
+    """The page's two default configs are shipped, and their assets hold the same nets as a
+    fresh run of those configs (and twins come back as twins)."""
+    from bnviz import assets
+
+    e = cs.EXPERIMENT
+    assert e.shipped_name(cs.Shift()) == "covariate-shift-default-shift"
+    assert e.shipped_name(cs.Batches()) == "covariate-shift-default-batches"
+    assert e.shipped_name(cs.Batches(seed=1)) is None
+    stored = assets.load("covariate-shift-default-shift", e.decode)
+    assert isinstance(stored, Twins) and stored.bn.config == cs.Shift().train_config()
+    for a, b in zip(twins, stored, strict=True):
+        assert a.config == b.config and a.diverged_at == b.diverged_at
+        for k, v in a.final_state.items():
+            np.testing.assert_allclose(b.final_state[k], v, rtol=1e-5, atol=1e-6)
+    assert cs.shifted(stored, 1.0, 0.0, 1.0).acc == cs.shifted(twins, 1.0, 0.0, 1.0).acc
+    stored = assets.load("covariate-shift-default-batches", e.decode)
+    assert stored.config == cs.Batches() == result.config
+    for a, b in zip(result.arms, stored.arms, strict=True):
+        assert a.config == b.config
+        np.testing.assert_allclose(b.test_acc, a.test_acc, atol=0.01)
+        for k, v in a.final_state.items():
+            np.testing.assert_allclose(b.final_state[k], v, rtol=1e-4, atol=1e-5)
