@@ -278,37 +278,40 @@ view = cs.shifted(twins, dx, angle, scale, shift_layer)
 st.caption(
     f"A plain and a BN net (3 × 32 tanh units) learned {DATASET_TITLES[values['dataset']]} "
     f"from the same initial weights. Now the {len(view.y_test)} test points are moved: rotated "
-    "and rescaled about the centre of the training data, then shifted along x1. **Predict "
-    "first:** which keeps its accuracy: the plain net, the BN net in eval mode (the statistics "
-    "it gathered in training), or the BN net normalizing with the moved test set's own "
-    "statistics?"
+    "and rescaled about the centre of the training data, then shifted along x1."
 )
-cols = st.columns(3)
-for col, mode in zip(cols, cs.MODES, strict=True):
-    before, after = view.acc[mode]
-    col.metric(
-        f"{figs.MODE_NAMES[mode]}: test accuracy",
-        pct(after),
-        f"{(after - before) * 100:+.1f} points",
-        help=f"On the moved test points; {pct(before)} on the test points as they are.",
+if pieces.predict(
+    f"{PAGE}.shift",
+    "Which keeps its accuracy: the plain net, the BN net in eval mode (the statistics it "
+    "gathered in training), or the BN net normalizing with the moved test set's own "
+    "statistics?",
+):
+    cols = st.columns(3)
+    for col, mode in zip(cols, cs.MODES, strict=True):
+        before, after = view.acc[mode]
+        col.metric(
+            f"{figs.MODE_NAMES[mode]}: test accuracy",
+            pct(after),
+            f"{(after - before) * 100:+.1f} points",
+            help=f"On the moved test points; {pct(before)} on the test points as they are.",
+        )
+    pieces.chart(figs.decision_regions(view), key="regions")
+    pieces.chart(figs.accuracy_vs_shift(view), key="shift-curves")
+    pieces.chart(figs.hidden_shift(view), key="shift-hidden")
+    st.caption(
+        "Moved: how far each unit's mean moved, in units of that unit's standard deviation on the "
+        "test points as they are, averaged over the layer's units."
     )
-pieces.chart(figs.decision_regions(view), key="regions")
-pieces.chart(figs.accuracy_vs_shift(view), key="shift-curves")
-pieces.chart(figs.hidden_shift(view), key="shift-hidden")
-st.caption(
-    "Moved: how far each unit's mean moved, in units of that unit's standard deviation on the "
-    "test points as they are, averaged over the layer's units."
-)
-curves = view.curves
-flat = {
-    name: float(curves[name][1][cs.MODES[2]].max() - curves[name][1][cs.MODES[2]].min())
-    for name in cs.TRANSFORMS
-}
-worst = {
-    mode: min(float(curves[name][1][mode].min()) for name in cs.TRANSFORMS) for mode in cs.MODES
-}
-st.markdown(
-    f"""
+    curves = view.curves
+    flat = {
+        name: float(curves[name][1][cs.MODES[2]].max() - curves[name][1][cs.MODES[2]].min())
+        for name in cs.TRANSFORMS
+    }
+    worst = {
+        mode: min(float(curves[name][1][mode].min()) for name in cs.TRANSFORMS) for mode in cs.MODES
+    }
+    st.markdown(
+        f"""
 **What moved.** Shifting the inputs shifts what every first-layer unit receives: its input
 moved by {view.moved("plain"):.2f} of its own standard deviation in the plain net and
 {view.moved(cs.MODES[1]):.2f} in the BN net in eval mode (layer {shift_layer}, mean over
@@ -324,7 +327,7 @@ rotations, which BN cannot undo. Normalizing a test set with its own statistics 
 trick for a shifted domain (AdaBN, Li et al. 2016); it works only when the test batch is a
 fair sample of the new domain. The next part shows what happens when it is not.
 """
-)
+    )
 
 # ----------------------------------------------------------------------------- shared training
 st.header("2 · Two very different batches, one trained net")

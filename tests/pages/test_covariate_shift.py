@@ -137,3 +137,17 @@ def test_moving_a_view_control_keeps_the_runs_and_updates_the_link():
     assert at.query_params["angle"] == "90"
     view = cs.shifted(cs.run(cs.Shift()), 1.0, 90.0, 1.0, 1)
     assert metrics(at)["plain: test accuracy"] == pct(view.acc["plain"][1])
+
+
+def test_presenter_mode_holds_part_1s_answer_until_asked():
+    at = open_page("covariate-shift")
+    at.session_state["present"] = True  # the sidebar toggle, switched on
+    at.run()
+    assert_clean(at)
+    titles = [chart_title(c) for c in charts(at)]
+    assert not any("decision regions" in t for t in titles)
+    assert "plain: test accuracy" not in metrics(at)
+    at.button(key="covariate_shift.shift.reveal").click().run()
+    assert_clean(at)
+    assert len(charts(at)) == N_CHARTS
+    assert "plain: test accuracy" in metrics(at)
