@@ -15,9 +15,11 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -30,6 +32,25 @@ LIMIT = 10.0  # Docker's grace period before it kills a container
 PORTS = iter(range(9040, 9099))
 LARGEST = "steps=50000&width=256&depth=6&batch_size=512&seed=11"
 TIMINGS = ARTIFACTS / "shutdown-timings.json"
+
+
+def play(scene: Callable[[], Any]) -> None:
+    """Run an async scene to its end in a thread of its own: pytest-playwright keeps an event
+    loop running in the main thread once a browser test has run, and asyncio.run refuses to
+    start inside it."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(scene())
+        except BaseException as err:  # handed to the test's thread
+            failure.append(err)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def stat(pid: int) -> list[str] | None:
@@ -176,7 +197,7 @@ def test_a_page_open_sigint(server):
         await tab.until(chart)
         stop(srv, signal.SIGINT, "page open")
 
-    asyncio.run(scene())
+    play(scene)
 
 
 def test_training_the_largest_run_sigterm(server):
@@ -188,7 +209,7 @@ def test_training_the_largest_run_sigterm(server):
         wait_for(lambda: len(workers_of(srv)) >= 2, 30, "two workers")
         stop(srv, signal.SIGTERM, "training the largest run")
 
-    asyncio.run(scene())
+    play(scene)
 
 
 def test_a_sweep_in_flight_sigint(server):
@@ -200,7 +221,7 @@ def test_a_sweep_in_flight_sigint(server):
         await tab.until(training)
         stop(srv, signal.SIGINT, "sweep in flight")
 
-    asyncio.run(scene())
+    play(scene)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -216,7 +237,7 @@ def test_trainers_starting_under_a_burst_of_page_loads(server, sig):
         booting = "booting" if not workers_of(srv) else "up"
         stop(srv, sig, f"trainers starting under a burst (zygote {booting})")
 
-    asyncio.run(scene())
+    play(scene)
 
 
 def test_a_worker_just_killed_sigint(server):
@@ -229,7 +250,7 @@ def test_a_worker_just_killed_sigint(server):
         os.kill(workers_of(srv)[0], signal.SIGKILL)
         stop(srv, signal.SIGINT, "a worker just killed")
 
-    asyncio.run(scene())
+    play(scene)
 
 
 def test_killed_outright_leaves_no_process(server):
@@ -241,4 +262,4 @@ def test_killed_outright_leaves_no_process(server):
         wait_for(lambda: len(workers_of(srv)) >= 2, 30, "two workers")
         stop(srv, signal.SIGKILL, "training the largest run, server killed")
 
-    asyncio.run(scene())
+    play(scene)

@@ -17,19 +17,6 @@ SUM_XHAT = "Σᵢ ∂L/∂xᵢ x̂ᵢ at ε → 0, relative"
 SCALE = "∂L/∂u, a = 0.01 … 100, ε → 0: max change"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def trainers():
-    """Start the training workers from the test thread, before any page runs. Left to the
-    app's warm-up thread, the pool may start while a page script is running, and its workers
-    then import the app script as their main module (``workers._bare_main`` guards only the
-    thread that starts the pool): a worker would start a pool of its own and hang this
-    process at exit."""
-    from bnviz.app import workers
-    from bnviz.app.guard import default_slots
-
-    workers.pool(default_slots())
-
-
 def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 

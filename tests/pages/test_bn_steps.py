@@ -18,19 +18,6 @@ N_CHARTS = 12  # five strip plots, sigmoid, two planes, cost, axes, conv maps, s
 IDENTITY = "max |y − x| with γ = √(σ_B² + ε), β = μ_B"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def trainers():
-    """Start the training workers from the test thread, before any page runs. Left to the
-    app's warm-up thread, the pool may start while a page script is running, and its workers
-    then import the app script as their main module (``workers._bare_main`` guards only the
-    thread that starts the pool): a worker would start a pool of its own and hang this
-    process at exit."""
-    from bnviz.app import workers
-    from bnviz.app.guard import default_slots
-
-    workers.pool(default_slots())
-
-
 def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
