@@ -363,19 +363,15 @@ right.caption(
 
 # ----------------------------------------------------------------------------- part 5
 st.header("5 · Predict, then reveal")
-shown = pieces.predict(
-    f"{PAGE}.constant", "If every upstream gradient ∂L/∂yᵢ is the same number, what is ∂L/∂x?"
-)
-guess = st.radio(
-    "Your guess",
+reveal = pieces.predict_choice(
+    f"{PAGE}.constant",
+    "If every upstream gradient ∂L/∂yᵢ is the same number, what is ∂L/∂x?",
     ["that number times γ/√(σ²+ε)", "that number divided by m", "zero", "it depends on x"],
-    index=None,
-    key=f"{PAGE}.predict-constant",
+    "zero",
+    expanded=c.upstream == "constant",
 )
-if shown:
-    with st.expander("Reveal", expanded=c.upstream == "constant"):
-        if guess == "zero":
-            st.markdown("Right.")
+if reveal:
+    with reveal:
         st.markdown(
             f"**Zero.** Adding the same number c to every yᵢ is what β does: the loss changes by "
             f"c·Σᵢ ∂L/∂yᵢ through β, and nothing reaches x, because x̂ has mean 0 whatever x is. In "

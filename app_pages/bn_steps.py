@@ -290,19 +290,15 @@ single = bs.single_check(float(lb.x[0, j]), w.gamma, w.beta, eps)
 left, right = st.columns(2)
 with left:
     st.subheader("m = 2")
-    shown = pieces.predict(
-        f"{PAGE}.pair", "With a batch of two, what are the two x̂, whatever the two inputs?"
-    )
-    prediction = st.radio(
-        "Your guess",
+    reveal = pieces.predict_choice(
+        f"{PAGE}.pair",
+        "With a batch of two, what are the two x̂, whatever the two inputs?",
         ["it depends on the inputs", "0 and 0", "−1 and +1, almost exactly", "the inputs"],
-        index=None,
-        key=f"{PAGE}.predict-pair",
+        "−1 and +1, almost exactly",
+        expanded=m == 2,
     )
-    if shown:
-        with st.expander("Reveal", expanded=m == 2):
-            if prediction == "−1 and +1, almost exactly":
-                st.markdown("Right.")
+    if reveal:
+        with reveal:
             st.markdown(
                 f"With two values μ_B is their midpoint and both sit the same distance from it: "
                 f"σ_B² = v = ((x₁ − x₂)/2)², so x̂ = ±√(v/(v + ε)) whatever x₁ and x₂ are. On the "

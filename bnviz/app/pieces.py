@@ -104,6 +104,24 @@ def predict(key: str, question: str, gate: bool = True) -> bool:
     return False
 
 
+def predict_choice(
+    key: str, question: str, options: list[str], answer: str, expanded: bool = False
+) -> Any | None:
+    """A "predict first" prompt with a multiple-choice guess (radio ``<page>.predict-<name>``
+    for ``key`` ``<page>.<name>``): returns the "Reveal" expander, which already says "Right."
+    to a right guess, once the answer may be shown, else None. The caller writes the answer
+    into it."""
+    shown = predict(key, question)
+    page, _, name = key.rpartition(".")
+    guess = st.radio("Your guess", options, index=None, key=f"{page}.predict-{name}")
+    if not shown:
+        return None
+    reveal = st.expander("Reveal", expanded=expanded)
+    if guess == answer:
+        reveal.markdown("Right.")
+    return reveal
+
+
 def formulas(*latex: str) -> None:
     for expr in latex:
         st.latex(expr)
